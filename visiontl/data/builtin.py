@@ -1,0 +1,88 @@
+"""Built-in real datasets for the demo and benchmarks, written once as image folders.
+
+- ``fashion-mnist``: Zalando's Fashion-MNIST (70k 28×28 photos of clothes, 10 classes),
+  from Debian's ``dataset-fashion-mnist`` package (``apt-get install dataset-fashion-mnist``)
+  or any folder holding the four ``*-ubyte.gz`` files (``VISIONTL_FASHION_MNIST``).
+- ``digits``: scikit-learn's 1,797 handwritten 8×8 digits (ships with scikit-learn), the
+  fallback when Fashion-MNIST is not installed.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+FASHION_DIRS = ["/usr/share/datasets/fashion-mnist"]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VISIONTL_CACHE", Path.home() / ".cache" / "visiontl"))
+
+
+def fashion_mnist_dir() -> Path | None:
+    for d in [os.environ.get("VISIONTL_FASHION_MNIST", ""), *FASHION_DIRS]:
+        if d and (Path(d) / "train-images-idx3-ubyte.gz").is_file():
+            return Path(d)
+    return None
+
+
+def _idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[str]]:
+    """((train images, labels), (test images, labels), class names) as uint8 arrays."""
+    if name == "fashion-mnist":
+        d = fashion_mnist_dir()
+        if d is None:
+            raise FileNotFoundError("Fashion-MNIST not found: apt-get install dataset-fashion-mnist, or set "
+                                    "VISIONTL_FASHION_MNIST to a folder with its *-ubyte.gz files")
+        train = (_idx(d / "train-images-idx3-ubyte.gz"), _idx(d / "train-labels-idx1-ubyte.gz"))
+        test = (_idx(d / "t10k-images-idx3-ubyte.gz"), _idx(d / "t10k-labels-idx1-ubyte.gz"))
+        return train, test, FASHION_CLASSES
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+        labels = digits.target.astype(np.uint8)
+        rng = np.random.default_rng(0)
+        order = rng.permutation(len(labels))
+        cut = int(0.7 * len(order))
+        tr, te = order[:cut], order[cut:]
+        return (images[tr], labels[tr]), (images[te], labels[te]), [str(i) for i in range(10)]
+    raise KeyError(f"unknown built-in dataset {name!r}; valid: fashion-mnist, digits")
+
+
+def default_dataset() -> str:
+    return "fashion-mnist" if fashion_mnist_dir() is not None else "digits"
+
+
+def materialize(name: str, *, train_per_class: int, val_per_class: int, seed: int = 0,
+                root: Path | None = None) -> tuple[Path, Path]:
+    """Write a balanced subset as ``<root>/{train,val}/<class>/<n>.png`` (once; reused
+    after). Validation images come from the official test split."""
+    root = root or cache_dir() / "datasets" / f"{name}-{train_per_class}-{val_per_class}-s{seed}"
+    done = root / ".complete"
+    if done.is_file():
+        return root / "train", root / "val"
+    (train_x, train_y), (test_x, test_y), classes = load_arrays(name)
+    rng = np.random.default_rng(seed)
+    for split, (x, y), per_class in (("train", (train_x, train_y), train_per_class), ("val", (test_x, test_y), val_per_class)):
+        for c, cname in enumerate(classes):
+            idx = np.flatnonzero(y == c)
+            idx = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
+            folder = root / split / cname
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in idx:
+                Image.fromarray(x[i]).save(folder / f"{i:05d}.png")
+    done.touch()
+    return root / "train", root / "val"

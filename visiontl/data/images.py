@@ -1,0 +1,68 @@
+"""Reading images: any mode in (grayscale, RGBA, palette, 16-bit, CMYK), RGB uint8 out,
+or a clear error that names the file."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be used; the message names the file and the problem."""
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """Read only the header: (width, height), or BadImageError. Fast enough to run on
+    every file before training starts, so a bad file fails the run at once."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise BadImageError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise BadImageError(f"{path}: not a readable image ({e})") from None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode ``path`` to an RGB ``uint8`` array of shape (H, W, 3).
+
+    Grayscale is repeated to three channels, alpha is composited onto white,
+    16-bit and 32-bit images are scaled to 8 bits by their type's range.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return to_rgb8(im)
+    except FileNotFoundError:
+        raise BadImageError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
+        raise BadImageError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def to_rgb8(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im)
+        if im.mode == "F":
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) / (hi - lo or 1.0) * 255.0
+        else:  # 16-bit (PIL reads some as mode I): scale by the 16-bit range
+            arr = arr.astype(np.float64) / (65535.0 if arr.max() > 255 or im.mode.startswith("I;16") else 255.0) * 255.0
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.asarray(im)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())

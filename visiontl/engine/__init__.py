@@ -1,0 +1,6 @@
+"""The shared engine: one loop for every task adapter."""
+from .checkpoint import load_checkpoint, save_atomic, seed_everything
+from .schedules import get_lr
+from .trainer import OptimConfig, TrainConfig, Trainer
+
+__all__ = ["OptimConfig", "TrainConfig", "Trainer", "get_lr", "load_checkpoint", "save_atomic", "seed_everything"]

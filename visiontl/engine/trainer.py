@@ -1,0 +1,251 @@
+"""The shared training loop. The task adapter says *what* (model, step, metrics); this
+file says *how* (device, precision, DDP, schedule, checkpoints, logging)."""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+
+from ..config import save_config
+from . import distributed as dist
+from .checkpoint import load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
+from .logger import MetricsLogger, progress
+from .schedules import get_lr
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.01
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    num_workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:1
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 (or fp16 + scaler) on CUDA, off on CPU
+    channels_last: bool = True
+    compile: bool = False
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+    accumulate: int = 1  # optimiser step every N batches
+    early_stop_patience: int = 0  # epochs without improvement of the monitored metric; 0 = off
+    seed: int = 0
+    out_dir: str = "runs"
+    name: str = ""  # run directory name; default <task>-<date>-<time>
+    resume: str = ""  # a last.pt to continue from (into its run directory)
+    tensorboard: bool = False
+    progress: Literal["auto", "bar", "log", "none"] = "auto"
+
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or setting == "off":
+        return None
+    if setting == "fp16" or (setting == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def to_device(batch: Any, device: torch.device, channels_last: bool) -> Any:
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=True)
+        return batch.contiguous(memory_format=torch.channels_last) if channels_last and batch.dim() == 4 else batch
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device, channels_last) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
+    return batch
+
+
+def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    groups = [dict(g, lr=cfg.lr * g.get("lr_scale", 1.0)) for g in groups if any(p.requires_grad for p in g["params"])]
+    for g in groups:
+        g["params"] = [p for p in g["params"] if p.requires_grad]
+        g.setdefault("lr_scale", 1.0)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    opt = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
+    return opt(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class Trainer:
+    """Runs ``adapter`` on data: ``Trainer(adapter, train_cfg, optim_cfg).fit(train_set, val_set)``.
+
+    ``callbacks`` are called as ``cb(trainer, metrics)`` after each epoch's checkpoint.
+    """
+
+    def __init__(self, adapter, train: TrainConfig, optim: OptimConfig, *,
+                 callbacks: tuple[Callable, ...] = ()) -> None:
+        self.adapter, self.cfg, self.optim_cfg, self.callbacks = adapter, train, optim, callbacks
+        self.device = dist.select_device(train.device)
+        self.run_dir: Path | None = None
+        self.history: list[dict] = []
+
+    # -- set-up -----------------------------------------------------------------------
+    def _run_dir(self) -> Path:
+        if self.cfg.resume:
+            return Path(self.cfg.resume).resolve().parent
+        name = self.cfg.name or f"{self.adapter.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path = Path(self.cfg.out_dir) / name
+        if dist.is_main():
+            n = 1
+            while path.exists() and not self.cfg.name:  # two runs in the same second
+                path, n = Path(self.cfg.out_dir) / f"{name}-{n}", n + 1
+            if self.cfg.name and (path / "last.pt").exists():
+                raise FileExistsError(f"{path}: a run is already there; choose another train.name, "
+                                      f"or continue it with train.resume={path / 'last.pt'}")
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _loader(self, data: Dataset, train: bool) -> DataLoader:
+        distributed = train and dist.world_size() > 1
+        if distributed:
+            sampler = DistributedSampler(data, shuffle=True, seed=self.cfg.seed)
+        else:
+            sampler = RandomSampler(data, generator=self.generator) if train else SequentialSampler(data)
+        return DataLoader(
+            data, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
+            collate_fn=getattr(self.adapter, "collate", None), pin_memory=self.device.type == "cuda",
+            generator=self.generator, persistent_workers=False,
+        )
+
+    # -- the loop ---------------------------------------------------------------------
+    def fit(self, train_set: Dataset, val_set: Dataset | None = None) -> list[dict]:
+        cfg, ocfg, adapter, device = self.cfg, self.optim_cfg, self.adapter, self.device
+        distributed = dist.setup(device)
+        main = dist.is_main()
+        seed_everything(cfg.seed)
+        self.generator = torch.Generator()
+        model = adapter.model.to(device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.run_dir = run_dir = self._run_dir()
+        optimizer = build_optimizer(adapter.param_groups(), ocfg)
+        dtype = amp_dtype(cfg.amp, device)
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        step_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if distributed else model
+        if cfg.compile:
+            step_model = torch.compile(step_model)
+        train_loader = self._loader(train_set, train=True)
+        val_loader = self._loader(val_set, train=False) if val_set is not None else None
+        steps_per_epoch = math.ceil(len(train_loader) / cfg.accumulate)
+        total_steps = cfg.epochs * steps_per_epoch
+        warmup = int(ocfg.warmup_epochs * steps_per_epoch)
+        monitor, mode = adapter.monitor
+        start_epoch, step, best, stale = 0, 0, None, 0
+
+        if cfg.resume:  # exact resume: weights, optimiser, scaler, counters and RNG
+            ckpt = load_checkpoint(cfg.resume)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+            start_epoch, step, best, stale = ckpt["epoch"], ckpt["step"], ckpt["best"], ckpt.get("stale", 0)
+            self.history = list(ckpt.get("history", []))
+            set_rng_state(ckpt["rng"])
+            print(f"resuming {cfg.resume} at epoch {start_epoch + 1}/{cfg.epochs}", file=sys.stderr)
+        logger = MetricsLogger(run_dir, cfg.tensorboard) if main else None
+        if main:
+            if cfg.resume:
+                logger.truncate(start_epoch)
+            save_config(adapter.config, run_dir / "config.yaml")
+        start_time = time.perf_counter()
+
+        for epoch in range(start_epoch, cfg.epochs):
+            # seeding per epoch makes shuffling, augmentation and dropout of an epoch
+            # independent of whether the run was resumed
+            seed_everything(cfg.seed + epoch)
+            self.generator.manual_seed(cfg.seed + epoch)
+            if distributed:
+                train_loader.sampler.set_epoch(epoch)
+            adapter.train_mode(model)
+            loss_sum, n_batches, lr, t0 = torch.zeros((), device=device), 0, ocfg.lr, time.perf_counter()
+            batches = progress(train_loader, total=len(train_loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                               mode=cfg.progress if main else "none")
+            for i, batch in enumerate(batches):
+                batch = to_device(batch, device, cfg.channels_last)
+                last_micro = (i + 1) % cfg.accumulate == 0 or i + 1 == len(train_loader)
+                sync = contextlib.nullcontext() if last_micro or not distributed else step_model.no_sync()
+                with sync:
+                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                        out = adapter.training_step(step_model, batch)
+                    scaler.scale(out["loss"] / cfg.accumulate).backward()
+                if last_micro:
+                    lr = get_lr(step, total_steps=total_steps, base_lr=ocfg.lr, schedule=ocfg.schedule,
+                                warmup_steps=warmup, min_lr_ratio=ocfg.min_lr_ratio)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr * group["lr_scale"]
+                    if cfg.grad_clip > 0:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                loss_sum += out["loss"].detach().float()
+                n_batches += 1
+            if distributed:
+                torch.distributed.all_reduce(loss_sum)
+                loss_sum /= dist.world_size()
+            train_time = time.perf_counter() - t0
+            metrics = {"epoch": epoch + 1, "lr": lr, "train/loss": loss_sum.item() / max(n_batches, 1),
+                       "train/images_per_s": len(train_loader.sampler) * dist.world_size() / train_time}
+            if val_loader is not None:
+                metrics.update({f"val/{k}": v for k, v in self.evaluate(model, val_loader).items()})
+            self.history.append(metrics)
+
+            value = metrics.get(monitor)
+            improved = value is not None and (best is None or (value > best if mode == "max" else value < best))
+            best, stale = (value, 0) if improved else (best, stale + 1)
+            if main:
+                logger.log(metrics)
+                ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                        "epoch": epoch + 1, "step": step, "best": best, "stale": stale,
+                        "history": self.history, "rng": rng_state(), "meta": adapter.checkpoint_meta()}
+                save_atomic(ckpt, run_dir / "last.pt")
+                if improved or val_loader is None:
+                    save_atomic(ckpt, run_dir / "best.pt")
+                print(_line(metrics), file=sys.stderr, flush=True)
+            dist.barrier()
+            for cb in self.callbacks:
+                cb(self, metrics)
+            if cfg.early_stop_patience and stale >= cfg.early_stop_patience:
+                if main:
+                    print(f"early stop: {monitor} has not improved for {stale} epochs", file=sys.stderr)
+                break
+
+        if main:
+            adapter.on_fit_end(run_dir, self.history, elapsed=time.perf_counter() - start_time)
+        dist.barrier()
+        return self.history
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, loader: DataLoader) -> dict[str, float]:
+        model.eval()
+        dtype = amp_dtype(self.cfg.amp, self.device)
+        outputs = []
+        for batch in loader:
+            batch = to_device(batch, self.device, self.cfg.channels_last)
+            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                outputs.append(self.adapter.validation_step(model, batch))
+        return self.adapter.validation_metrics(outputs)
+
+
+def _line(metrics: dict) -> str:
+    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+                     if not isinstance(v, (list, dict)))
