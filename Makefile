@@ -13,7 +13,7 @@ FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 demo: $(VENV)/.installed data
 	$(TUNE) $(VENV)/bin/visiontl demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed data
 	$(TUNE) VISIONTL_OFFLINE=1 $(PY) -m pytest -q
 
 test-slow: $(VENV)/.installed data

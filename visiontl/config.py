@@ -24,8 +24,34 @@ class ConfigError(ValueError):
     """A config key or value is wrong; the message names the key (and the file)."""
 
 
+class Raw(str):
+    """A command-line value, parsed only once the field's type is known (so that
+    ``train.amp=off`` stays the string 'off' and ``optim.lr=3e-4`` becomes a float)."""
+
+
+def _parse(raw: str) -> Any:
+    value = yaml.safe_load(raw) if raw != "" else ""
+    return float(raw) if isinstance(value, str) and _looks_float(raw) else value
+
+
+def _wants_str(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is str:
+        return True
+    if origin is typing.Literal:
+        return all(isinstance(a, str) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return any(_wants_str(a) for a in typing.get_args(tp)) and not any(
+            typing.get_origin(a) in (list, tuple) for a in typing.get_args(tp))
+    return False
+
+
 def _check(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` converted to ``tp`` or raise ConfigError naming ``key``."""
+    if isinstance(value, Raw):
+        value = str(value) if _wants_str(tp) and value.lower() not in ("null", "none", "~") else _parse(value)
+    if isinstance(value, bool) and _wants_str(tp):  # YAML 1.1 reads off/on/no/yes as booleans
+        value = {False: "off", True: "on"}[value] if tp is not str else str(value).lower()
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
@@ -91,9 +117,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value (e.g. optim.lr=3e-4)")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
-        if isinstance(value, str) and _looks_float(raw):
-            value = float(raw)  # YAML 1.1 reads 3e-4 as a string
+        value = Raw(raw)
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:

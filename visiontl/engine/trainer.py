@@ -101,6 +101,10 @@ class Trainer:
             return Path(self.cfg.resume).resolve().parent
         name = self.cfg.name or f"{self.adapter.task}-{time.strftime('%Y%m%d-%H%M%S')}"
         path = Path(self.cfg.out_dir) / name
+        if dist.world_size() > 1:  # every rank must agree on rank 0's directory
+            box = [str(path)]
+            torch.distributed.broadcast_object_list(box, src=0)
+            path = Path(box[0])
         if dist.is_main():
             n = 1
             while path.exists() and not self.cfg.name:  # two runs in the same second
@@ -117,8 +121,10 @@ class Trainer:
             sampler = DistributedSampler(data, shuffle=True, seed=self.cfg.seed)
         else:
             sampler = RandomSampler(data, generator=self.generator) if train else SequentialSampler(data)
+        # a last training batch of one sample breaks BatchNorm in train mode: drop only that one
+        drop_last = train and len(sampler) % self.cfg.batch_size == 1
         return DataLoader(
-            data, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
+            data, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=self.cfg.num_workers, drop_last=drop_last,
             collate_fn=getattr(self.adapter, "collate", None), pin_memory=self.device.type == "cuda",
             generator=self.generator, persistent_workers=False,
         )
@@ -201,6 +207,8 @@ class Trainer:
             if distributed:
                 torch.distributed.all_reduce(loss_sum)
                 loss_sum /= dist.world_size()
+                for buffer in model.buffers():  # BN statistics: rank 0's, so every rank validates the same model
+                    torch.distributed.broadcast(buffer, src=0)
             train_time = time.perf_counter() - t0
             metrics = {"epoch": epoch + 1, "lr": lr, "train/loss": loss_sum.item() / max(n_batches, 1),
                        "train/images_per_s": len(train_loader.sampler) * dist.world_size() / train_time}
@@ -229,6 +237,9 @@ class Trainer:
                     print(f"early stop: {monitor} has not improved for {stale} epochs", file=sys.stderr)
                 break
 
+        dist.barrier()
+        if (run_dir / "best.pt").is_file():  # every rank ends with the best epoch's weights
+            model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
         if main:
             adapter.on_fit_end(run_dir, self.history, elapsed=time.perf_counter() - start_time)
         dist.barrier()

@@ -19,7 +19,7 @@ from ...config import from_dict, to_dict
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
 from ...data.images import list_images, read_image
 from ...data.transforms import apply, eval_transform, train_transform
-from ...engine import Trainer, load_checkpoint
+from ...engine import Trainer, load_checkpoint, seed_everything
 from ...engine.trainer import to_device
 from .config import ClassifyConfig
 from .metrics import confusion_matrix, summarize
@@ -80,6 +80,7 @@ class Classifier:
 
     def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
         m = self.config.model
+        seed_everything(self.config.train.seed)  # random-init layers are reproducible too
         backbone = create_backbone(m.backbone, weights=weights or m.weights)
         if preprocessing is not None:
             backbone.preprocess.set(preprocessing)
@@ -190,10 +191,7 @@ class Classifier:
                 "weights_source": self.model.backbone.weights_source}
 
     def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float) -> None:
-        """Keep the best epoch's weights, then write plots, numbers and a summary."""
-        best = run_dir / "best.pt"
-        if best.is_file():
-            self.model.load_state_dict(load_checkpoint(best)["model"])
+        """Plots, numbers and a summary (the engine has restored the best epoch's weights)."""
         plots.curves(history, run_dir / "curves.png")
         lines = [f"visiontl classification run: {run_dir}",
                  f"backbone {self.config.model.backbone} (weights: {self.model.backbone.weights_source}), "

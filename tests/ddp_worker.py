@@ -1,0 +1,22 @@
+"""Run under torchrun by test_ddp.py: train the tiny classifier, save this rank's weights."""
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import tiny_config  # noqa: E402
+
+from visiontl.adapters import Classifier  # noqa: E402
+
+data, out, weights_dir = map(Path, sys.argv[1:4])
+torch.set_num_threads(1)
+clf = Classifier(config=tiny_config(data, out, train__epochs=2, model__weights="none"))
+
+
+def save_rank_weights(trainer, metrics):  # each rank's weights after every epoch, as trained
+    torch.save(clf.model.state_dict(), weights_dir / f"rank{os.environ['RANK']}.pt")
+
+
+clf.fit(callbacks=(save_rank_weights,))

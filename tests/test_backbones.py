@@ -1,0 +1,62 @@
+"""Every registered backbone: real feature shapes match feature_info; groups cover it."""
+import pytest
+import torch
+
+from visiontl import create_backbone
+from visiontl.backbones import BACKBONES, Backbone, Preprocessing, list_backbones
+
+REQUIRED = ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet34", "resnet50",
+            "vgg16", "vgg19", "vgg16_bn", "efficientnet_b0", "convnext_tiny"]
+
+
+def test_required_backbones_registered():
+    assert set(REQUIRED) <= set(BACKBONES.names())
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_feature_info_matches_real_outputs(name):
+    bb = create_backbone(name, weights="none").eval()
+    size = 64
+    with torch.no_grad():
+        feats = bb(torch.rand(2, 3, size, size))
+    assert len(feats) == len(bb.feature_info)
+    for f, info in zip(feats, bb.feature_info):
+        assert f.shape[0] == 2 and f.shape[1] == info.channels, (name, info)
+        assert size // f.shape[-1] == info.reduction and size // f.shape[-2] == info.reduction, (name, info)
+    strides = [i.reduction for i in bb.feature_info]
+    assert strides == sorted(strides) and strides[-1] == 32
+    # layer groups are ordered, disjoint and cover every parameter
+    groups = bb.layer_groups()
+    ids = [id(p) for g in groups for p in g.parameters()]
+    assert len(ids) == len(set(ids)) == len(list(bb.parameters()))
+    assert isinstance(bb.preprocessing, Preprocessing)
+
+
+def test_uint8_and_float_inputs_agree():
+    bb = create_backbone("resnet18", weights="none").eval()
+    x = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(bb(x)[-1], bb(x.float() / 255)[-1])
+
+
+def test_timm_passthrough():
+    pytest.importorskip("timm")
+    bb = create_backbone("timm:resnet18", weights="none").eval()
+    assert isinstance(bb, Backbone) and bb.name == "timm:resnet18"
+    with torch.no_grad():
+        feats = bb(torch.rand(1, 3, 64, 64))
+    assert [f.shape[1] for f in feats] == [i.channels for i in bb.feature_info]
+    assert [64 // f.shape[-1] for f in feats] == [i.reduction for i in bb.feature_info]
+    assert len(bb.layer_groups()) == len(feats)
+
+
+def test_unknown_backbone_lists_valid_names():
+    with pytest.raises(KeyError, match="valid names: .*mobilenet_v2"):
+        create_backbone("mobilenet_v9", weights="none")
+
+
+def test_list_backbones_reports_shipped_weights_offline():
+    rows = {r["name"]: r["weights"] for r in list_backbones()}
+    assert rows["mobilenet_v2"].startswith("shipped")
+    assert rows["vgg19"].startswith("shipped")
+    assert rows["resnet18"] == "not available"  # empty hub cache, VISIONTL_OFFLINE=1

@@ -1,0 +1,40 @@
+import pytest
+
+from visiontl.adapters import ClassifyConfig
+from visiontl.config import ConfigError, load_config, save_config
+
+
+def test_yaml_then_overrides_with_types(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("data:\n  train: /data/x\n  image_size: 128\noptim:\n  lr: 1e-3\nloss:\n  class_weights: [1, 2]\n")
+    cfg = load_config(ClassifyConfig, f, ["optim.lr=3e-4", "train.batch_size=16", "data.augment.hflip=0",
+                                          "model.strategy=full", "train.amp=off"])
+    assert cfg.data.train == "/data/x" and cfg.data.image_size == 128
+    assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
+    assert cfg.train.batch_size == 16 and cfg.data.augment.hflip == 0.0
+    assert cfg.loss.class_weights == [1.0, 2.0] and cfg.model.strategy == "full"
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.lrr=1", "optim.lrr"),
+    ("train.batch_size=big", "train.batch_size"),
+    ("model.strategy=sometimes", "model.strategy"),
+    ("data.augment.flip=1", "data.augment.flip"),
+    ("train.epochs=true", "train.epochs"),
+])
+def test_bad_override_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):
+        load_config(ClassifyConfig, None, [override])
+
+
+def test_wrong_key_in_file_names_file_and_key(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key 'optim\.learning_rate'; valid keys here: .*lr"):
+        load_config(ClassifyConfig, f)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(ClassifyConfig, None, ["optim.lr=0.05", "data.train=/x", "loss.class_weights=balanced"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(ClassifyConfig, tmp_path / "config.yaml") == cfg

@@ -1,0 +1,90 @@
+"""The shared loop: schedules, exact resume, atomic checkpoints, accumulation, early stop."""
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from visiontl.adapters import Classifier
+from visiontl.engine import get_lr, load_checkpoint
+from visiontl.engine import checkpoint as ckpt_mod
+
+
+def test_schedules_are_pure_functions():
+    lrs = [get_lr(s, total_steps=100, base_lr=1.0, warmup_steps=10, min_lr_ratio=0.0) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    one = [get_lr(s, total_steps=100, base_lr=1.0, schedule="onecycle") for s in range(100)]
+    assert one[0] == pytest.approx(1 / 25) and max(one) == pytest.approx(1.0, abs=1e-3) and one[-1] < 1e-3
+    # torch's OneCycleLR agrees on the peak position
+    assert max(range(100), key=lambda s: one[s]) == 30
+    assert get_lr(5, total_steps=10, base_lr=0.3, schedule="constant") == 0.3
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+class Crash(Exception):
+    pass
+
+
+def test_exact_resume_matches_straight_run(image_folder, tmp_path):
+    straight = Classifier(config=tiny_config(image_folder, tmp_path / "a", train__epochs=4))
+    straight.fit()
+
+    def crash_after_two(trainer, metrics):
+        if metrics["epoch"] == 2:
+            raise Crash
+
+    broken = Classifier(config=tiny_config(image_folder, tmp_path / "b", train__epochs=4))
+    with pytest.raises(Crash):
+        broken.fit(callbacks=(crash_after_two,))
+    run_dir = next((tmp_path / "b").iterdir())
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2
+
+    resumed = Classifier(config=tiny_config(image_folder, tmp_path / "b", train__epochs=4,
+                                            train__resume=str(run_dir / "last.pt")))
+    history = resumed.fit()
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    a = load_checkpoint(straight.run_dir / "last.pt")["model"]
+    b = load_checkpoint(run_dir / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 5  # header + 4 epochs, none duplicated by the resume
+
+
+def test_crash_while_saving_keeps_last_good_checkpoint(image_folder, tmp_path, monkeypatch):
+    clf = Classifier(config=tiny_config(image_folder, tmp_path, train__epochs=3))
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def flaky_save(obj, f, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] > 2:  # epoch 1 wrote last + best; the next write dies half-way
+            f.write(b"half a checkpoint")
+            raise OSError("disk full")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", flaky_save)
+    with pytest.raises(OSError, match="disk full"):
+        clf.fit()
+    run_dir = next(tmp_path.iterdir())
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_accumulation_clipping_and_early_stop(image_folder, tmp_path):
+    cfg = tiny_config(image_folder, tmp_path, train__epochs=6, train__accumulate=2, train__grad_clip=1.0,
+                      train__early_stop_patience=1, optim__lr=0.0)
+    clf = Classifier(config=cfg, classes=["blue", "green", "red"])
+    before = _weights(clf.model)
+    history = clf.fit()
+    assert len(history) == 2  # lr 0: nothing improves after epoch 1, patience 1 stops at epoch 2
+    after = clf.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
+    ck = load_checkpoint(clf.run_dir / "last.pt")
+    assert ck["step"] == 2 * math.ceil(math.ceil(18 / 4) / 2)  # 18 training images, batch 4, accumulate 2
