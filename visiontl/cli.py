@@ -55,7 +55,12 @@ def _load(checkpoint: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not (args.command == "train" and all("=" in e for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra  # key=value after -c FILE
     try:
         return _run(args)
     except KeyboardInterrupt:

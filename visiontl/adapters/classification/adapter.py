@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import plots
-from ...backbones import Preprocessing, create_backbone, freeze, set_bn_eval
+from ...backbones import BACKBONES, Preprocessing, create_backbone, freeze, set_bn_eval
 from ...config import from_dict, to_dict
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
 from ...data.images import list_images, read_image
@@ -49,6 +49,8 @@ class Classifier:
         if config is None:
             cfg.model = replace(cfg.model, backbone=backbone, weights=str(weights), strategy=strategy)
         self.config = cfg
+        if not cfg.model.backbone.startswith("timm:"):
+            BACKBONES.get(cfg.model.backbone)  # an unknown name fails now, listing the valid ones
         self.classes = list(classes) if classes else None
         if self.classes and num_classes and len(self.classes) != num_classes:
             raise ValueError(f"num_classes={num_classes} but {len(self.classes)} class names given")
@@ -108,7 +110,7 @@ class Classifier:
 
     def _dataset(self, path: str, classes, transform) -> ImageDataset:
         d = self.config.data
-        fmt = d.format if not str(path).lower().endswith(".csv") else "csv"
+        fmt = "csv" if str(path).lower().endswith(".csv") else "folder" if Path(path).is_dir() else d.format
         if fmt == "csv":
             return csv_dataset(path, root=d.root or None, classes=classes, transform=transform, skip_bad=d.skip_bad)
         return image_folder(path, classes=classes, transform=transform, skip_bad=d.skip_bad)
