@@ -88,3 +88,15 @@ def test_accumulation_clipping_and_early_stop(image_folder, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
     ck = load_checkpoint(clf.run_dir / "last.pt")
     assert ck["step"] == 2 * math.ceil(math.ceil(18 / 4) / 2)  # 18 training images, batch 4, accumulate 2
+
+
+def test_monitor_chooses_best_checkpoint_and_bad_name_is_named(image_folder, tmp_path):
+    cfg = tiny_config(image_folder, tmp_path / "a", train__epochs=3, train__monitor="val/loss")
+    clf = Classifier(config=cfg)
+    history = clf.fit()
+    best_epoch = min(history, key=lambda h: h["val/loss"])["epoch"]
+    best = load_checkpoint(clf.run_dir / "best.pt")
+    assert best["epoch"] == best_epoch and best["best"] == pytest.approx(min(h["val/loss"] for h in history))
+    cfg = tiny_config(image_folder, tmp_path / "b", train__epochs=1, train__monitor="val/acuracy")
+    with pytest.raises(KeyError, match="val/acuracy"):
+        Classifier(config=cfg).fit()

@@ -43,6 +43,7 @@ class TrainConfig:
     compile: bool = False
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     accumulate: int = 1  # optimiser step every N batches
+    monitor: str = ""  # metric for best.pt and early stopping, e.g. val/f1 or val/loss; "" = the task's default
     early_stop_patience: int = 0  # epochs without improvement of the monitored metric; 0 = off
     seed: int = 0
     out_dir: str = "runs"
@@ -151,7 +152,7 @@ class Trainer:
         steps_per_epoch = math.ceil(len(train_loader) / cfg.accumulate)
         total_steps = cfg.epochs * steps_per_epoch
         warmup = int(ocfg.warmup_epochs * steps_per_epoch)
-        monitor, mode = adapter.monitor
+        monitor, mode = (cfg.monitor, "min" if "loss" in cfg.monitor else "max") if cfg.monitor else adapter.monitor
         start_epoch, step, best, stale = 0, 0, None, 0
 
         if cfg.resume:  # exact resume: weights, optimiser, scaler, counters and RNG
@@ -217,6 +218,8 @@ class Trainer:
             self.history.append(metrics)
 
             value = metrics.get(monitor)
+            if value is None and val_loader is not None:
+                raise KeyError(f"train.monitor: no metric {monitor!r}; this run logs {', '.join(metrics)}")
             improved = value is not None and (best is None or (value > best if mode == "max" else value < best))
             best, stale = (value, 0) if improved else (best, stale + 1)
             if main:

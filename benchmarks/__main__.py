@@ -1,0 +1,12 @@
+"""python -m benchmarks ENTRY [options] — entries: classification."""
+import sys
+
+ENTRIES = {"classification": "benchmarks.classification"}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in ENTRIES:
+        sys.exit(f"usage: python -m benchmarks {{{','.join(ENTRIES)}}} [options]")
+    import importlib
+
+    entry = sys.argv.pop(1)
+    importlib.import_module(ENTRIES[entry]).main()

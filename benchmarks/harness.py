@@ -1,0 +1,65 @@
+"""Benchmark harness: side-by-side interleaved timing, medians, machine facts, result files.
+
+Every entry runs its contenders in alternation (A B A B …) within one process, so that
+a noisy machine slows both alike, and reports medians and the ratio of medians.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict:
+    info = {
+        "date": time.strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def interleaved(contenders: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Call each contender ``repeats`` times in alternation; each call returns a rate
+    (items per second) it measured around its own work."""
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for r in range(repeats):
+        for name, fn in contenders.items():
+            rates[name].append(fn())
+            print(f"  round {r + 1}/{repeats} {name}: {rates[name][-1]:.1f}/s", flush=True)
+    return rates
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def timed(fn: Callable[[], int]) -> float:
+    """Run ``fn`` (which returns how many items it processed) and return items/s."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    n = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=1, default=str))
+    return path
