@@ -110,3 +110,17 @@ def test_wrong_file_names_the_file(tmp_path):
     torch.save({"features.0.weight": torch.zeros(1)}, other)
     with pytest.raises(ValueError, match="do not fit"):
         create_backbone("resnet18", weights=str(other))
+
+
+def test_no_network_without_offline_flag_still_fails_fast(monkeypatch):
+    from visiontl.backbones import weights
+
+    monkeypatch.delenv("VISIONTL_OFFLINE", raising=False)
+    weights._reachable.cache_clear()
+    # a name lookup that hangs must not hang us: the probe gives up after 1.5 s
+    monkeypatch.setattr(weights.socket, "create_connection", lambda *a, **k: time.sleep(30))
+    t0 = time.perf_counter()
+    with pytest.raises(WeightsUnavailable, match="cannot be reached"):
+        create_backbone("resnet34", weights="imagenet")
+    assert time.perf_counter() - t0 < 2.0
+    weights._reachable.cache_clear()

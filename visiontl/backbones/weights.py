@@ -18,6 +18,7 @@ import importlib.util
 import os
 import re
 import socket
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -55,12 +56,22 @@ def offline() -> bool:
 
 
 @lru_cache(maxsize=None)
-def _reachable(host: str) -> bool:
-    try:
-        with socket.create_connection((host, 443), timeout=1.5):
-            return True
-    except OSError:
-        return False
+def _reachable(host: str, timeout: float = 1.5) -> bool:
+    """Can we open a TCP connection to ``host`` within ``timeout`` seconds? The name lookup
+    runs in a thread too, because ``getaddrinfo`` ignores socket timeouts and can hang."""
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
 
 
 def network_allowed(url: str) -> bool:

@@ -110,9 +110,11 @@ class Classifier:
 
     def _dataset(self, path: str, classes, transform) -> ImageDataset:
         d = self.config.data
+        path = str(Path(path).expanduser())
         fmt = "csv" if str(path).lower().endswith(".csv") else "folder" if Path(path).is_dir() else d.format
         if fmt == "csv":
-            return csv_dataset(path, root=d.root or None, classes=classes, transform=transform, skip_bad=d.skip_bad)
+            root = Path(d.root).expanduser() if d.root else None
+            return csv_dataset(path, root=root, classes=classes, transform=transform, skip_bad=d.skip_bad)
         return image_folder(path, classes=classes, transform=transform, skip_bad=d.skip_bad)
 
     # -- training ---------------------------------------------------------------------
