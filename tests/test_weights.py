@@ -124,3 +124,17 @@ def test_no_network_without_offline_flag_still_fails_fast(monkeypatch):
         create_backbone("resnet34", weights="imagenet")
     assert time.perf_counter() - t0 < 2.0
     weights._reachable.cache_clear()
+
+
+def test_timm_weights_unavailable_fail_fast(monkeypatch):
+    pytest.importorskip("timm")
+    from visiontl.backbones import weights
+
+    monkeypatch.delenv("VISIONTL_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    weights._reachable.cache_clear()
+    monkeypatch.setattr(weights, "_reachable", lambda host: False)
+    t0 = time.perf_counter()
+    with pytest.raises(WeightsUnavailable, match="timm:resnet18"):
+        create_backbone("timm:resnet18", weights="imagenet")
+    assert time.perf_counter() - t0 < 2.0

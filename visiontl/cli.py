@@ -99,13 +99,18 @@ def _run(args) -> int:
         cfg = load_config(config_cls, args.config, overrides)
         model = adapter_cls.from_config(cfg)
         history = model.fit()
-        if history:
-            print(json.dumps(history[-1]))
-        print(f"run directory: {model.run_dir}")
+        from .engine.distributed import is_main
+
+        if is_main():  # under torchrun, one report
+            if history:
+                print(json.dumps(history[-1]))
+            print(f"run directory: {model.run_dir}")
         return 0
     if args.command == "val":
         model = _load(args.checkpoint)
-        data = args.data or model.config.data.val or model.config.data.train
+        data = args.data or model.datasets()[1]  # default: the run's own validation data (same split)
+        if data is None:
+            raise ValueError("the run had no validation data; pass --data PATH")
         out = args.out or str(Path(args.checkpoint).resolve().parent / "val")
         metrics = model.evaluate(data, out_dir=out)
         print(json.dumps(metrics, indent=1))

@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from .base import Backbone, FeatureInfo, Preprocessing
-from .weights import WeightsUnavailable, load_state_dict, offline
+from .weights import WeightsUnavailable, load_state_dict, network_allowed
 
 
 def available() -> bool:
@@ -36,17 +36,23 @@ class _Stage(nn.Module):
 
 @contextmanager
 def _hub_offline(active: bool):
-    old = os.environ.get("HF_HUB_OFFLINE")
-    if active:
-        os.environ["HF_HUB_OFFLINE"] = "1"
+    """Make huggingface_hub (timm's weight source) answer from its cache only: it reads
+    HF_HUB_OFFLINE once at import, so the constant is switched too."""
+    if not active:
+        yield
+        return
+    from huggingface_hub import constants
+
+    old_env, old_const = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"], constants.HF_HUB_OFFLINE = "1", True
     try:
         yield
     finally:
-        if active:
-            if old is None:
-                os.environ.pop("HF_HUB_OFFLINE", None)
-            else:
-                os.environ["HF_HUB_OFFLINE"] = old
+        constants.HF_HUB_OFFLINE = old_const
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
 
 
 def build(model_name: str, weights: str = "imagenet") -> Backbone:
@@ -61,7 +67,7 @@ def build(model_name: str, weights: str = "imagenet") -> Backbone:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"{weights}: weights file not found")
     try:
-        with _hub_offline(offline()):
+        with _hub_offline(weights == "imagenet" and not network_allowed("https://huggingface.co")):
             net = timm.create_model(model_name, **kwargs)
     except Exception as e:
         if weights == "imagenet":
