@@ -106,3 +106,11 @@ def test_missing_data_and_unknown_backbone_are_clear(tmp_path, capsys):
     assert "nothing: image folder not found" in capsys.readouterr().err
     assert main(["train", "classify", f"data.train={tmp_path}", "model.backbone=resnet9000"]) == 2
     assert "resnet9000" in capsys.readouterr().err
+
+
+def test_skip_bad_also_catches_truncated_files(image_folder):
+    path = image_folder / "green" / "cut.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 100).save(path)
+    path.write_bytes(path.read_bytes()[:80])  # the header reads, the pixels do not
+    ds = image_folder_fn(image_folder, skip_bad=True)
+    assert len(ds) == 24 and [p for p, _ in ds.skipped] == [str(path)]

@@ -119,3 +119,21 @@ def test_shipped_configs_load(path):
 
     cfg = load_config(ClassifyConfig, path)
     assert cfg.data.train
+
+
+def test_head_sizes_from_feature_info_and_loss_options(image_folder, tmp_path):
+    cfg = tiny_config(image_folder, tmp_path, model__backbone="resnet18", model__hidden=16)
+    cfg.loss.class_weights, cfg.loss.label_smoothing = "balanced", 0.1
+    clf = Classifier(config=cfg, classes=["blue", "green", "red"])
+    first = clf.model.head.layers[2]
+    assert first.in_features == clf.model.backbone.feature_info[-1].channels == 512 and first.out_features == 16
+    # 'balanced' weights are inverse class frequencies
+    from visiontl.data import image_folder as folder
+
+    (image_folder / "red" / "0.png").unlink()
+    w = clf._weights_for(folder(image_folder))
+    assert w[2] > w[0] == w[1] and float(w[0]) == pytest.approx(23 / (3 * 8))
+    images = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    clf._class_weights = w
+    out = clf.training_step(clf.model, (images, torch.tensor([0, 2])))
+    assert out["loss"].ndim == 0 and out["loss"].requires_grad

@@ -48,12 +48,13 @@ class ImageDataset(Dataset):
 
 
 def scan(samples: Sequence[tuple[Path, int]], *, skip_bad: bool, source: str) -> tuple[list, list]:
-    """Check every image header before training starts. A bad file is an error naming it,
-    or — with ``skip_bad`` — a counted, reported skip."""
+    """Check every image before training starts (its header; with ``skip_bad`` a full
+    decode, so that nothing fails later). A bad file is an error naming it, or — with
+    ``skip_bad`` — a counted, reported skip."""
     good, skipped = [], []
     for path, label in samples:
         try:
-            check_image(path)
+            read_image(path) if skip_bad else check_image(path)
             good.append((Path(path), label))
         except BadImageError as e:
             if not skip_bad:

@@ -1,0 +1,35 @@
+"""Long checks on real data: `make test-slow` (pytest -m slow)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from visiontl.data.builtin import fashion_mnist_dir
+
+ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(fashion_mnist_dir() is None, reason="Fashion-MNIST not installed (make data)")
+def test_demo_pretrained_beats_random_init(tmp_path):
+    from visiontl.demo import run
+
+    results = run(out_dir=str(tmp_path / "demo"))
+    pre, rnd = results["pretrained (ImageNet)"], results["random init"]
+    assert pre["accuracy"] > rnd["accuracy"] + 0.05, results
+    assert pre["accuracy"] > 0.75
+    assert pre["weights"].startswith("package:")
+    for r in results.values():
+        assert (Path(r["run_dir"]) / "confusion_matrix.png").is_file()
+
+
+def test_benchmark_harness_quick(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "classification", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((ROOT / "benchmarks" / "results" / "classification-cpu-quick.json").read_text())
+    assert set(result["throughput"]["medians"]) == {"visiontl", "plain loop, channels_last", "plain loop, contiguous"}
+    assert all(v > 0 for v in result["throughput"]["medians"].values())
+    assert len(result["accuracy"]) == 2
