@@ -39,15 +39,28 @@ def test_uint8_and_float_inputs_agree():
         torch.testing.assert_close(bb(x)[-1], bb(x.float() / 255)[-1])
 
 
-def test_timm_passthrough():
+@pytest.mark.parametrize("name", ["resnet18", "convnext_nano", "efficientnet_b0", "mobilenetv3_small_100"])
+def test_timm_passthrough(name):
     pytest.importorskip("timm")
-    bb = create_backbone("timm:resnet18", weights="none").eval()
-    assert isinstance(bb, Backbone) and bb.name == "timm:resnet18"
+    bb = create_backbone(f"timm:{name}", weights="none").eval()
+    assert isinstance(bb, Backbone) and bb.name == f"timm:{name}"
     with torch.no_grad():
         feats = bb(torch.rand(1, 3, 64, 64))
     assert [f.shape[1] for f in feats] == [i.channels for i in bb.feature_info]
     assert [64 // f.shape[-1] for f in feats] == [i.reduction for i in bb.feature_info]
-    assert len(bb.layer_groups()) == len(feats)
+    groups = bb.layer_groups()
+    assert len(groups) == len(feats)
+    ids = [id(p) for g in groups for p in g.parameters()]
+    assert len(ids) == len(set(ids)) == len(list(bb.parameters()))
+
+
+def test_timm_local_weights_file(tmp_path):
+    timm = pytest.importorskip("timm")
+    full = timm.create_model("resnet18")
+    torch.save(full.state_dict(), tmp_path / "r18.pth")
+    bb = create_backbone("timm:resnet18", weights=str(tmp_path / "r18.pth"))
+    assert bb.weights_source.startswith("file:")
+    torch.testing.assert_close(bb.net.layer4[0].conv1.weight, full.layer4[0].conv1.weight)
 
 
 def test_unknown_backbone_lists_valid_names():

@@ -113,7 +113,10 @@ class Backbone(nn.Module):
         return list(self.stages)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.preprocess(x)
+        return self.forward_features(self.preprocess(x))
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Preprocessed images → one feature map per stage."""
         features = []
         for stage in self.stages:
             x = stage(x)

@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from .base import Backbone, FeatureInfo, Preprocessing
-from .weights import WeightsUnavailable, load_state_dict, network_allowed
+from .weights import WeightsUnavailable, network_allowed
 
 
 def available() -> bool:
@@ -19,19 +19,38 @@ def available() -> bool:
     return True
 
 
-class _Stage(nn.Module):
-    """A run of a timm FeatureListNet's top-level modules, ending at one feature tap."""
+class TimmBackbone(Backbone):
+    """A timm ``features_only`` network behind the Backbone contract. timm runs its own
+    forward (some feature classes are not plain sequences); layer groups are the runs of
+    modules that end at each feature tap."""
 
-    def __init__(self, modules: list[tuple[str, nn.Module]]) -> None:
-        super().__init__()
-        self.names = [n.replace(".", "_") for n, _ in modules]
-        for n, m in zip(self.names, (m for _, m in modules)):
-            self.add_module(n, m)
+    def __init__(self, net: nn.Module, feature_info: list[FeatureInfo], *, preprocessing: Preprocessing,
+                 name: str) -> None:
+        super().__init__([], [], preprocessing=preprocessing, name=name)
+        self.net = net
+        self.feature_info = feature_info
 
-    def forward(self, x):
-        for n in self.names:
-            x = getattr(self, n)(x)
-        return x
+    def forward_features(self, x):
+        return list(self.net(x))
+
+    def layer_groups(self) -> list[nn.Module]:
+        taps = [info["module"].replace(".", "_") for info in self.net.feature_info.get_dicts()]
+        groups: list[list[nn.Module]] = [[]]
+        for name, module in _leaves(self.net, taps):
+            groups[-1].append(module)
+            if name.replace(".", "_") in taps and len(groups) < len(taps):
+                groups.append([])
+        return [nn.ModuleList(g) for g in groups]
+
+
+def _leaves(net: nn.Module, taps: list[str]):
+    """Top-level modules in order, opened one level where a tap lies inside (blocks → blocks.0 …)."""
+    for name, child in net.named_children():
+        if any(t.startswith(name.replace(".", "_") + "_") for t in taps):
+            for sub, grandchild in child.named_children():
+                yield f"{name}.{sub}", grandchild
+        else:
+            yield name, child
 
 
 @contextmanager
@@ -63,9 +82,10 @@ def build(model_name: str, weights: str = "imagenet") -> Backbone:
     kwargs: dict = {"features_only": True}
     if weights == "imagenet":
         kwargs["pretrained"] = True
-    elif weights != "none":
+    elif weights != "none":  # a local file of the full timm model (state dict or safetensors)
         if not Path(weights).is_file():
             raise FileNotFoundError(f"{weights}: weights file not found")
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
     try:
         with _hub_offline(weights == "imagenet" and not network_allowed("https://huggingface.co")):
             net = timm.create_model(model_name, **kwargs)
@@ -77,21 +97,10 @@ def build(model_name: str, weights: str = "imagenet") -> Backbone:
                 "or weights=none."
             ) from e
         raise
-    if weights not in ("imagenet", "none"):
-        full = timm.create_model(model_name, pretrained=False)
-        full.load_state_dict(load_state_dict(weights), strict=False)
-        net.load_state_dict({k: v for k, v in full.state_dict().items() if k in net.state_dict()}, strict=True)
 
-    taps = [info["module"] for info in net.feature_info.get_dicts()]
-    stages, run = [], []
-    for name, module in net.named_children():
-        run.append((name, module))
-        if name in taps:
-            stages.append(_Stage(run))
-            run = []
     cfg = net.pretrained_cfg or {}
     pre = Preprocessing(mean=tuple(cfg.get("mean", Preprocessing().mean)), std=tuple(cfg.get("std", Preprocessing().std)))
     info = [FeatureInfo(c, r, f"stage{i}") for i, (c, r) in enumerate(zip(net.feature_info.channels(), net.feature_info.reduction()))]
-    bb = Backbone(stages, info, preprocessing=pre, name=f"timm:{model_name}")
+    bb = TimmBackbone(net, info, preprocessing=pre, name=f"timm:{model_name}")
     bb.weights_source = {"imagenet": "timm", "none": "none"}.get(weights, f"file:{weights}")
     return bb

@@ -10,18 +10,32 @@ from typing import Iterable, Iterator
 from tqdm.auto import tqdm
 
 
-def progress(items: Iterable, *, total: int, desc: str, mode: str = "auto") -> Iterator:
-    """A tqdm bar on a terminal; plain log lines (about 4 per epoch) otherwise."""
-    if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
-        yield from tqdm(items, total=total, desc=desc, leave=False, dynamic_ncols=True)
-        return
-    every = max(total // 4, 1)
-    start = time.perf_counter()
-    for i, item in enumerate(items):
-        yield item
-        if mode != "none" and ((i + 1) % every == 0 or i + 1 == total):
-            rate = (i + 1) / max(time.perf_counter() - start, 1e-9)
-            print(f"{desc} {i + 1}/{total} ({rate:.1f} it/s)", file=sys.stderr, flush=True)
+class Progress:
+    """Iterate ``items`` with a tqdm bar on a terminal, or plain log lines (about four per
+    epoch) otherwise; ``show(loss=…)`` puts running values on the bar / in the lines."""
+
+    def __init__(self, items: Iterable, *, total: int, desc: str, mode: str = "auto") -> None:
+        self.items, self.total, self.desc, self.values = items, total, desc, {}
+        self.bar = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
+        self.quiet = mode == "none"
+
+    def show(self, **values: float) -> None:
+        self.values = values
+        if self.bar and hasattr(self, "_tqdm"):
+            self._tqdm.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+
+    def __iter__(self) -> Iterator:
+        if self.bar:
+            self._tqdm = tqdm(self.items, total=self.total, desc=self.desc, leave=False, dynamic_ncols=True)
+            yield from self._tqdm
+            return
+        every, start = max(self.total // 4, 1), time.perf_counter()
+        for i, item in enumerate(self.items):
+            yield item
+            if not self.quiet and ((i + 1) % every == 0 or i + 1 == self.total):
+                rate = (i + 1) / max(time.perf_counter() - start, 1e-9)
+                extra = "".join(f"  {k} {v:.4g}" for k, v in self.values.items())
+                print(f"{self.desc} {i + 1}/{self.total} ({rate:.1f} it/s){extra}", file=sys.stderr, flush=True)
 
 
 class MetricsLogger:

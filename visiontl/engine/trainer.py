@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from ..config import save_config
 from . import distributed as dist
 from .checkpoint import load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
-from .logger import MetricsLogger, progress
+from .logger import MetricsLogger, Progress
 from .schedules import get_lr
 
 
@@ -181,7 +181,7 @@ class Trainer:
                 train_loader.sampler.set_epoch(epoch)
             adapter.train_mode(model)
             loss_sum, n_batches, lr, t0 = torch.zeros((), device=device), 0, ocfg.lr, time.perf_counter()
-            batches = progress(train_loader, total=len(train_loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            batches = Progress(train_loader, total=len(train_loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                                mode=cfg.progress if main else "none")
             for i, batch in enumerate(batches):
                 batch = to_device(batch, device, cfg.channels_last)
@@ -205,6 +205,8 @@ class Trainer:
                     step += 1
                 loss_sum += out["loss"].detach().float()
                 n_batches += 1
+                if n_batches % 10 == 0:  # reading the loss waits for the device: not every step
+                    batches.show(loss=loss_sum.item() / n_batches, lr=lr)
             if distributed:
                 torch.distributed.all_reduce(loss_sum)
                 loss_sum /= dist.world_size()
