@@ -100,3 +100,15 @@ def test_monitor_chooses_best_checkpoint_and_bad_name_is_named(image_folder, tmp
     cfg = tiny_config(image_folder, tmp_path / "b", train__epochs=1, train__monitor="val/acuracy")
     with pytest.raises(KeyError, match="val/acuracy"):
         Classifier(config=cfg).fit()
+
+
+def test_tensorboard_events_written(image_folder, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    clf = Classifier(config=tiny_config(image_folder, tmp_path, train__epochs=2, train__tensorboard=True))
+    clf.fit()
+    events = EventAccumulator(str(clf.run_dir / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "val/accuracy"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
