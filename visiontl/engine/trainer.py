@@ -155,16 +155,8 @@ class Trainer:
         monitor, mode = (cfg.monitor, "min" if "loss" in cfg.monitor else "max") if cfg.monitor else adapter.monitor
         start_epoch, step, best, stale = 0, 0, None, 0
 
-        if cfg.resume:  # exact resume: weights, optimiser, scaler, counters and RNG
-            ckpt = load_checkpoint(cfg.resume)
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if ckpt.get("scaler"):
-                scaler.load_state_dict(ckpt["scaler"])
-            start_epoch, step, best, stale = ckpt["epoch"], ckpt["step"], ckpt["best"], ckpt.get("stale", 0)
-            self.history = list(ckpt.get("history", []))
-            set_rng_state(ckpt["rng"])
-            print(f"resuming {cfg.resume} at epoch {start_epoch + 1}/{cfg.epochs}", file=sys.stderr)
+        if cfg.resume:
+            start_epoch, step, best, stale = self._restore(model, optimizer, scaler)
         logger = MetricsLogger(run_dir, cfg.tensorboard) if main else None
         if main:
             if cfg.resume:
@@ -194,14 +186,7 @@ class Trainer:
                 if last_micro:
                     lr = get_lr(step, total_steps=total_steps, base_lr=ocfg.lr, schedule=ocfg.schedule,
                                 warmup_steps=warmup, min_lr_ratio=ocfg.min_lr_ratio)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr * group["lr_scale"]
-                    if cfg.grad_clip > 0:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
+                    self._optimizer_step(model, optimizer, scaler, lr)
                     step += 1
                 loss_sum += out["loss"].detach().float()
                 n_batches += 1
@@ -212,9 +197,9 @@ class Trainer:
                 loss_sum /= dist.world_size()
                 for buffer in model.buffers():  # BN statistics: rank 0's, so every rank validates the same model
                     torch.distributed.broadcast(buffer, src=0)
-            train_time = time.perf_counter() - t0
+            seen = min(len(train_loader.sampler), len(train_loader) * cfg.batch_size) * dist.world_size()
             metrics = {"epoch": epoch + 1, "lr": lr, "train/loss": loss_sum.item() / max(n_batches, 1),
-                       "train/images_per_s": len(train_loader.sampler) * dist.world_size() / train_time}
+                       "train/images_per_s": seen / (time.perf_counter() - t0)}
             if val_loader is not None:
                 metrics.update({f"val/{k}": v for k, v in self.evaluate(model, val_loader).items()})
             self.history.append(metrics)
@@ -226,13 +211,8 @@ class Trainer:
             best, stale = (value, 0) if improved else (best, stale + 1)
             if main:
                 logger.log(metrics)
-                ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                        "epoch": epoch + 1, "step": step, "best": best, "stale": stale,
-                        "history": self.history, "rng": rng_state(), "meta": adapter.checkpoint_meta()}
-                save_atomic(ckpt, run_dir / "last.pt")
-                if improved or val_loader is None:
-                    save_atomic(ckpt, run_dir / "best.pt")
+                state = {"epoch": epoch + 1, "step": step, "best": best, "stale": stale}
+                self._save(model, optimizer, scaler, state, best_too=improved or val_loader is None)
                 print(_line(metrics), file=sys.stderr, flush=True)
             dist.barrier()
             for cb in self.callbacks:
@@ -249,6 +229,37 @@ class Trainer:
             adapter.on_fit_end(run_dir, self.history, elapsed=time.perf_counter() - start_time)
         dist.barrier()
         return self.history
+
+    def _optimizer_step(self, model, optimizer, scaler, lr: float) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        if self.cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _save(self, model, optimizer, scaler, state: dict, best_too: bool) -> None:
+        """``last.pt`` (and ``best.pt``): everything an exact resume needs, written atomically."""
+        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None, **state,
+                "history": self.history, "rng": rng_state(), "meta": self.adapter.checkpoint_meta()}
+        save_atomic(ckpt, self.run_dir / "last.pt")
+        if best_too:
+            save_atomic(ckpt, self.run_dir / "best.pt")
+
+    def _restore(self, model, optimizer, scaler) -> tuple[int, int, float | None, int]:
+        """Exact resume: weights, optimiser, scaler, counters and RNG from ``train.resume``."""
+        ckpt = load_checkpoint(self.cfg.resume)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        self.history = list(ckpt.get("history", []))
+        set_rng_state(ckpt["rng"])
+        print(f"resuming {self.cfg.resume} at epoch {ckpt['epoch'] + 1}/{self.cfg.epochs}", file=sys.stderr)
+        return ckpt["epoch"], ckpt["step"], ckpt["best"], ckpt.get("stale", 0)
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, loader: DataLoader) -> dict[str, float]:
