@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and type(e).__name__ != "WeightsUnavailable":
             raise
-        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        message = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+        if "Original Traceback" in message:  # raised in a DataLoader worker: its last line says it
+            message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 
