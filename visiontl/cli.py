@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the last finished epoch is in last.pt", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and type(e).__name__ != "WeightsUnavailable":
             raise
         message = str(e.args[0] if isinstance(e, KeyError) and e.args else e)

@@ -49,7 +49,11 @@ def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
         test = (_idx(d / "t10k-images-idx3-ubyte.gz"), _idx(d / "t10k-labels-idx1-ubyte.gz"))
         return train, test, FASHION_CLASSES
     if name == "digits":
-        from sklearn.datasets import load_digits
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise ImportError("the built-in 'digits' dataset needs scikit-learn (pip install scikit-learn); "
+                              "or install Fashion-MNIST: apt-get install dataset-fashion-mnist") from None
 
         digits = load_digits()
         images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
