@@ -58,7 +58,7 @@ def test_exact_resume_matches_straight_run(image_folder, tmp_path):
 
 
 def test_crash_while_saving_keeps_last_good_checkpoint(image_folder, tmp_path, monkeypatch):
-    clf = Classifier(config=tiny_config(image_folder, tmp_path, train__epochs=3))
+    clf = Classifier(config=tiny_config(image_folder, tmp_path / "runs", train__epochs=3))
     real_save = torch.save
     calls = {"n": 0}
 
@@ -72,7 +72,7 @@ def test_crash_while_saving_keeps_last_good_checkpoint(image_folder, tmp_path, m
     monkeypatch.setattr(ckpt_mod.torch, "save", flaky_save)
     with pytest.raises(OSError, match="disk full"):
         clf.fit()
-    run_dir = next(tmp_path.iterdir())
+    (run_dir,) = (tmp_path / "runs").iterdir()
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
