@@ -30,21 +30,22 @@ class Crash(Exception):
     pass
 
 
-def test_exact_resume_matches_straight_run(image_folder, tmp_path):
-    straight = Classifier(config=tiny_config(image_folder, tmp_path / "a", train__epochs=4))
+@pytest.mark.parametrize("workers", [0, 1])
+def test_exact_resume_matches_straight_run(image_folder, tmp_path, workers):
+    straight = Classifier(config=tiny_config(image_folder, tmp_path / "a", train__epochs=4, train__num_workers=workers))
     straight.fit()
 
     def crash_after_two(trainer, metrics):
         if metrics["epoch"] == 2:
             raise Crash
 
-    broken = Classifier(config=tiny_config(image_folder, tmp_path / "b", train__epochs=4))
+    broken = Classifier(config=tiny_config(image_folder, tmp_path / "b", train__epochs=4, train__num_workers=workers))
     with pytest.raises(Crash):
         broken.fit(callbacks=(crash_after_two,))
     run_dir = next((tmp_path / "b").iterdir())
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2
 
-    resumed = Classifier(config=tiny_config(image_folder, tmp_path / "b", train__epochs=4,
+    resumed = Classifier(config=tiny_config(image_folder, tmp_path / "b", train__epochs=4, train__num_workers=workers,
                                             train__resume=str(run_dir / "last.pt")))
     history = resumed.fit()
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
