@@ -35,7 +35,7 @@ def visiontl_epoch(train_dir: Path, args, out: Path, whole_fit: list) -> float:
     ``fit()`` call: data scan, model build, run directory, checkpoints and plots included."""
     cfg = ClassifyConfig()
     cfg.data.train, cfg.data.val_fraction, cfg.data.image_size = str(train_dir), 0.0, args.image_size
-    cfg.model.backbone, cfg.model.weights, cfg.model.strategy = args.backbone, "imagenet", "full"
+    cfg.model.backbone, cfg.model.weights, cfg.finetune.strategy = args.backbone, "imagenet", "full"
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = 1, args.batch_size, args.workers
     cfg.train.channels_last, cfg.train.out_dir, cfg.train.progress = True, str(out), "none"
     t0 = time.perf_counter()
@@ -75,7 +75,7 @@ def accuracy_run(train_dir: Path, val_dir: Path, weights: str, args, out: Path) 
     cfg = ClassifyConfig()
     cfg.data.train, cfg.data.val, cfg.data.image_size = str(train_dir), str(val_dir), args.image_size
     cfg.data.augment.scale_min = 0.7
-    cfg.model.backbone, cfg.model.weights, cfg.model.strategy = args.backbone, weights, "full"
+    cfg.model.backbone, cfg.model.weights, cfg.finetune.strategy = args.backbone, weights, "full"
     cfg.optim.lr, cfg.optim.warmup_epochs = 2e-3, 0.5
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = args.acc_epochs, args.batch_size, args.workers
     cfg.train.out_dir, cfg.train.progress = str(out), "none"

@@ -45,7 +45,7 @@ def tiny_config(train: Path, out: Path, **overrides):
 
     cfg = ClassifyConfig()
     cfg.data.train, cfg.data.image_size, cfg.data.val_fraction = str(train), 32, 0.25
-    cfg.model.backbone, cfg.model.weights, cfg.model.strategy = "mobilenet_v3_small", "none", "full"
+    cfg.model.backbone, cfg.model.weights, cfg.finetune.strategy = "mobilenet_v3_small", "none", "full"
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = 2, 4, 0
     cfg.train.out_dir, cfg.train.progress = str(out), "none"
     for key, value in overrides.items():

@@ -12,7 +12,10 @@ from visiontl.adapters import Classifier  # noqa: E402
 
 data, out, weights_dir = map(Path, sys.argv[1:4])
 torch.set_num_threads(1)
-clf = Classifier(config=tiny_config(data, out, train__epochs=2, model__weights="none"))
+strategy = sys.argv[4] if len(sys.argv) > 4 else "full"
+cfg = tiny_config(data, out, train__epochs=2, model__weights="none")
+cfg.finetune.strategy, cfg.finetune.head_epochs = strategy, 1  # two_phase: the switch re-wraps DDP
+clf = Classifier(config=cfg)
 
 
 def save_rank_weights(trainer, metrics):  # each rank's weights after every epoch, as trained

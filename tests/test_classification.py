@@ -24,7 +24,7 @@ def _png_has_content(path: Path, min_size=(300, 200)):
 
 
 def test_frozen_backbone_trains_head_only_and_keeps_bn_statistics(image_folder, tmp_path):
-    cfg = tiny_config(image_folder, tmp_path, model__strategy="frozen", train__epochs=1)
+    cfg = tiny_config(image_folder, tmp_path, finetune__strategy="frozen", train__epochs=1)
     clf = Classifier(config=cfg, classes=["blue", "green", "red"])
     before = {k: v.clone() for k, v in clf.model.backbone.state_dict().items()}
     head_before = clf.model.head.layers[-1].weight.clone()
@@ -45,7 +45,7 @@ def test_full_strategy_trains_backbone(image_folder, tmp_path):
 
 def test_pretrained_frozen_learns_and_run_directory_is_complete(image_folder, tmp_path):
     cfg = tiny_config(image_folder, tmp_path, model__backbone="mobilenet_v2", model__weights="imagenet",
-                      model__strategy="frozen", train__epochs=4, optim__lr=0.01, data__image_size=64)
+                      finetune__strategy="frozen", train__epochs=4, optim__lr=0.01, data__image_size=64)
     clf = Classifier(config=cfg)
     history = clf.fit()
     assert history[-1]["val/accuracy"] == 1.0  # three colours: trivially separable with real features

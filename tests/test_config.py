@@ -8,17 +8,17 @@ def test_yaml_then_overrides_with_types(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("data:\n  train: /data/x\n  image_size: 128\noptim:\n  lr: 1e-3\nloss:\n  class_weights: [1, 2]\n")
     cfg = load_config(ClassifyConfig, f, ["optim.lr=3e-4", "train.batch_size=16", "data.augment.hflip=0",
-                                          "model.strategy=full", "train.amp=off"])
+                                          "finetune.strategy=two_phase", "train.amp=off"])
     assert cfg.data.train == "/data/x" and cfg.data.image_size == 128
     assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
     assert cfg.train.batch_size == 16 and cfg.data.augment.hflip == 0.0
-    assert cfg.loss.class_weights == [1.0, 2.0] and cfg.model.strategy == "full"
+    assert cfg.loss.class_weights == [1.0, 2.0] and cfg.finetune.strategy == "two_phase"
 
 
 @pytest.mark.parametrize("override, key", [
     ("optim.lrr=1", "optim.lrr"),
     ("train.batch_size=big", "train.batch_size"),
-    ("model.strategy=sometimes", "model.strategy"),
+    ("finetune.strategy=sometimes", "finetune.strategy"),
     ("data.augment.flip=1", "data.augment.flip"),
     ("train.epochs=true", "train.epochs"),
 ])

@@ -4,20 +4,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import make_image_folder, tiny_config
 from visiontl.adapters import Classifier
 
 
-def test_ddp_two_cpu_ranks(tmp_path):
+@pytest.mark.parametrize("strategy", ["full", "two_phase"])
+def test_ddp_two_cpu_ranks(tmp_path, strategy):
     data = make_image_folder(tmp_path / "data", per_class=8)
     out, weights = tmp_path / "runs", tmp_path / "weights"
     weights.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(Path(__file__).parent / "ddp_worker.py"), str(data), str(out), str(weights)],
+         str(Path(__file__).parent / "ddp_worker.py"), str(data), str(out), str(weights), strategy],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

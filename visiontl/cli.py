@@ -11,6 +11,7 @@ EPILOG = """examples:
   visiontl backbones
   visiontl train classify -c configs/classify/fashion_mnist_mobilenet_v2.yaml optim.lr=3e-4 train.epochs=5
   visiontl train classify -c runs/x/config.yaml train.resume=runs/x/last.pt
+  visiontl train classify -c configs/classify/folder_mobilenet_v2_frozen.yaml finetune.strategy=two_phase --dry-run
   visiontl val runs/x/best.pt --data path/to/val_folder
   visiontl predict runs/x/best.pt photo.jpg more_photos/ --topk 3 --out preds/
 """
@@ -25,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("-c", "--config", help="YAML config (see configs/)")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4 train.epochs=5")
     t.add_argument("--resume", help="continue from a last.pt (same as train.resume=PATH)")
+    t.add_argument("--dry-run", action="store_true",
+                   help="print the fine-tuning plan (groups, trainable, BN mode, LR, size) and stop")
     v = sub.add_parser("val", help="evaluate a checkpoint on a dataset")
     v.add_argument("checkpoint")
     v.add_argument("--data", help="folder or CSV (default: the run's validation data)")
@@ -101,6 +104,9 @@ def _run(args) -> int:
         overrides = list(args.overrides) + ([f"train.resume={args.resume}"] if args.resume else [])
         cfg = load_config(config_cls, args.config, overrides)
         model = adapter_cls.from_config(cfg)
+        if args.dry_run:
+            print(model.plan())
+            return 0
         history = model.fit()
         from .engine.distributed import is_main
 

@@ -26,7 +26,7 @@ def run(*, dataset: str | None = None, backbone: str = "mobilenet_v2", epochs: i
         cfg = ClassifyConfig()
         cfg.data.train, cfg.data.val, cfg.data.image_size = str(train_dir), str(val_dir), image_size
         cfg.data.augment.hflip, cfg.data.augment.scale_min = 0.5, 0.7
-        cfg.model.backbone, cfg.model.weights, cfg.model.strategy = backbone, weights, "full"
+        cfg.model.backbone, cfg.model.weights, cfg.finetune.strategy = backbone, weights, "full"
         cfg.optim.lr, cfg.optim.warmup_epochs = 2e-3, 0.5
         cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = epochs, 32, 1
         cfg.train.out_dir, cfg.train.name = out_dir, "pretrained" if weights != "none" else "random-init"

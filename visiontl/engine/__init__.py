@@ -1,6 +1,7 @@
 """The shared engine: one loop for every task adapter."""
 from .checkpoint import load_checkpoint, save_atomic, seed_everything
+from .finetune import FinetuneConfig, Finetuner
 from .schedules import get_lr
 from .trainer import OptimConfig, TrainConfig, Trainer
 
-__all__ = ["OptimConfig", "TrainConfig", "Trainer", "get_lr", "load_checkpoint", "save_atomic", "seed_everything"]
+__all__ = ["FinetuneConfig", "Finetuner", "OptimConfig", "TrainConfig", "Trainer", "get_lr", "load_checkpoint", "save_atomic", "seed_everything"]

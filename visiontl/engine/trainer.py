@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from ..config import save_config
 from . import distributed as dist
+from .finetune import FinetuneConfig, Finetuner
 from .checkpoint import load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
 from .logger import MetricsLogger, Progress
 from .schedules import get_lr
@@ -73,9 +74,10 @@ def to_device(batch: Any, device: torch.device, channels_last: bool) -> Any:
 
 
 def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
-    groups = [dict(g, lr=cfg.lr * g.get("lr_scale", 1.0)) for g in groups if any(p.requires_grad for p in g["params"])]
+    """All parameters, frozen ones included (they have no gradient, so no update and no
+    state), so the optimiser is the same object across fine-tuning phases and resumes."""
+    groups = [dict(g, lr=cfg.lr * g.get("lr_scale", 1.0)) for g in groups if g["params"]]
     for g in groups:
-        g["params"] = [p for p in g["params"] if p.requires_grad]
         g.setdefault("lr_scale", 1.0)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
@@ -89,9 +91,10 @@ class Trainer:
     ``callbacks`` are called as ``cb(trainer, metrics)`` after each epoch's checkpoint.
     """
 
-    def __init__(self, adapter, train: TrainConfig, optim: OptimConfig, *,
+    def __init__(self, adapter, train: TrainConfig, optim: OptimConfig, *, finetune: FinetuneConfig | None = None,
                  callbacks: tuple[Callable, ...] = ()) -> None:
         self.adapter, self.cfg, self.optim_cfg, self.callbacks = adapter, train, optim, callbacks
+        self.finetuner = Finetuner(finetune or FinetuneConfig(strategy="full"), adapter.model)
         self.device = dist.select_device(train.device)
         self.run_dir: Path | None = None
         self.history: list[dict] = []
@@ -141,12 +144,9 @@ class Trainer:
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.run_dir = run_dir = self._run_dir()
-        optimizer = build_optimizer(adapter.param_groups(), ocfg)
+        self.optimizer = optimizer = build_optimizer(self.finetuner.param_groups(), ocfg)
         dtype = amp_dtype(cfg.amp, device)
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        step_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if distributed else model
-        if cfg.compile:
-            step_model = torch.compile(step_model)
         train_loader = self._loader(train_set, train=True)
         val_loader = self._loader(val_set, train=False) if val_set is not None else None
         steps_per_epoch = math.ceil(len(train_loader) / cfg.accumulate)
@@ -164,7 +164,11 @@ class Trainer:
             save_config(adapter.config, run_dir / "config.yaml")
         start_time = time.perf_counter()
 
+        step_model = None
         for epoch in range(start_epoch, cfg.epochs):
+            # the fine-tuning plan is a function of the epoch: which groups train, at what LR
+            if self.finetuner.apply(epoch, optimizer) or step_model is None:
+                step_model = self._wrap(model, distributed)
             # seeding per epoch makes shuffling, augmentation and dropout of an epoch
             # independent of whether the run was resumed
             seed_everything(cfg.seed + epoch)
@@ -198,6 +202,7 @@ class Trainer:
                 for buffer in model.buffers():  # BN statistics: rank 0's, so every rank validates the same model
                     torch.distributed.broadcast(buffer, src=0)
             seen = min(len(train_loader.sampler), len(train_loader) * cfg.batch_size) * dist.world_size()
+            lr = max(g["lr"] for g in optimizer.param_groups)  # the head's: what the strategy made of the schedule
             metrics = {"epoch": epoch + 1, "lr": lr, "train/loss": loss_sum.item() / max(n_batches, 1),
                        "train/images_per_s": seen / (time.perf_counter() - t0)}
             if val_loader is not None:
@@ -229,6 +234,14 @@ class Trainer:
             adapter.on_fit_end(run_dir, self.history, elapsed=time.perf_counter() - start_time)
         dist.barrier()
         return self.history
+
+    def _wrap(self, model, distributed: bool):
+        """DDP (and torch.compile) see which parameters train only when they wrap the model:
+        wrap again whenever the fine-tuning plan changes that."""
+        device = self.device
+        if distributed:
+            model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        return torch.compile(model) if self.cfg.compile else model
 
     def _optimizer_step(self, model, optimizer, scaler, lr: float) -> None:
         for group in optimizer.param_groups:

@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from ... import plots
-from ...backbones import BACKBONES, Preprocessing, create_backbone, freeze, set_bn_eval
+from ...backbones import BACKBONES, Preprocessing, create_backbone, set_bn_eval
 from ...config import from_dict, to_dict
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
 from ...data.images import list_images, read_image
 from ...data.transforms import apply, eval_transform, train_transform
-from ...engine import Trainer, load_checkpoint, seed_everything
+from ...engine import FinetuneConfig, Finetuner, Trainer, load_checkpoint, seed_everything
+from ...engine.finetune import choose
 from ...engine.trainer import to_device
 from .config import ClassifyConfig
 from .metrics import confusion_matrix, summarize
@@ -47,7 +48,8 @@ class Classifier:
                  config: ClassifyConfig | None = None) -> None:
         cfg = config or ClassifyConfig()
         if config is None:
-            cfg.model = replace(cfg.model, backbone=backbone, weights=str(weights), strategy=strategy)
+            cfg.model = replace(cfg.model, backbone=backbone, weights=str(weights))
+            cfg.finetune = replace(cfg.finetune, strategy=strategy)
         self.config = cfg
         if not cfg.model.backbone.startswith("timm:"):
             BACKBONES.get(cfg.model.backbone)  # an unknown name fails now, listing the valid ones
@@ -87,7 +89,8 @@ class Classifier:
         if preprocessing is not None:
             backbone.preprocess.set(preprocessing)
         self.model = ClassificationModel(backbone, self.num_classes, hidden=m.hidden, dropout=m.dropout)
-        freeze(self.model.backbone, m.strategy == "frozen")
+        if self.config.finetune.strategy != "auto":  # the model is as its first epoch will train it
+            Finetuner(self.config.finetune, self.model).apply(0)
 
     # -- data -------------------------------------------------------------------------
     def datasets(self) -> tuple[ImageDataset, ImageDataset | None]:
@@ -141,7 +144,8 @@ class Classifier:
             self._build()
         self._class_weights = self._weights_for(train_set)
         self._val_set = val_set
-        trainer = Trainer(self, c.train, c.optim, callbacks=callbacks)
+        finetune = self.resolve_finetune(len(train_set))
+        trainer = Trainer(self, c.train, c.optim, finetune=finetune, callbacks=callbacks)
         history = trainer.fit(train_set, val_set)
         self.run_dir = trainer.run_dir
         return history
@@ -157,14 +161,31 @@ class Classifier:
             raise ValueError(f"loss.class_weights has {len(w)} entries for {len(self.classes)} classes")
         return torch.tensor(w, dtype=torch.float32)
 
-    # -- what the engine calls ----------------------------------------------------------
-    def param_groups(self) -> list[dict]:
-        return [
-            {"params": list(self.model.head.parameters()), "lr_scale": 1.0, "name": "head"},
-            {"params": list(self.model.backbone.parameters()), "lr_scale": self.config.model.backbone_lr_scale,
-             "name": "backbone"},
-        ]
+    def resolve_finetune(self, n_images: int) -> FinetuneConfig:
+        """The configured strategy, with ``auto`` decided from the data (and the reason printed)."""
+        ft, why = choose(self.config.finetune, n_images=n_images, n_classes=len(self.classes),
+                         n_groups=len(self.model.backbone.layer_groups()))
+        if self.config.finetune.strategy == "auto":
+            print(why, file=sys.stderr)
+        return ft
 
+    def plan(self, data: str | Path | None = None) -> str:
+        """The dry-run: the fine-tuning plan per phase (groups, trainable, BN mode, LR, size),
+        without training. Example: ``print(Classifier(strategy="two_phase").plan("data/"))``"""
+        if data is not None:
+            self.config.data.train = str(data)
+        train_set, _ = self.datasets()
+        if self.model is None or self.classes != train_set.classes:
+            self.classes, self.num_classes = train_set.classes, len(train_set.classes)
+            self._build()
+        ft, why = choose(self.config.finetune, n_images=len(train_set), n_classes=len(self.classes),
+                         n_groups=len(self.model.backbone.layer_groups()))
+        header = (f"{self.config.model.backbone} ({self.model.backbone.weights_source}), {len(train_set)} training "
+                  f"images, {len(self.classes)} classes; {why}; optim.lr {self.config.optim.lr:g} "
+                  f"(before the schedule)")
+        return header + "\n" + Finetuner(ft, self.model).table(self.config.train.epochs, self.config.optim.lr)
+
+    # -- what the engine calls ----------------------------------------------------------
     def train_mode(self, model) -> None:
         model.train()
         set_bn_eval(model)  # frozen BatchNorm keeps its running statistics
@@ -199,7 +220,7 @@ class Classifier:
         plots.curves(history, run_dir / "curves.png")
         lines = [f"visiontl classification run: {run_dir}",
                  f"backbone {self.config.model.backbone} (weights: {self.model.backbone.weights_source}), "
-                 f"strategy {self.config.model.strategy}, {len(self.classes)} classes",
+                 f"fine-tuning {self.config.finetune.strategy}, {len(self.classes)} classes",
                  f"epochs {len(history)}, {elapsed:.1f} s"]
         if self._val_set is not None:
             metrics = self.evaluate(self._val_set, out_dir=run_dir)

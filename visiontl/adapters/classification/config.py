@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
 from ...data.transforms import AugmentConfig
-from ...engine import OptimConfig, TrainConfig
+from ...engine import FinetuneConfig, OptimConfig, TrainConfig
 
 
 @dataclass
@@ -24,10 +24,8 @@ class ClassifyData:
 class ClassifyModel:
     backbone: str = "mobilenet_v2"
     weights: str = "imagenet"  # imagenet | a tag | a file path | none
-    strategy: Literal["frozen", "full"] = "frozen"  # frozen: feature extraction, BN in eval mode
     hidden: int = 0  # width of an optional hidden layer in the head; 0 = linear head
     dropout: float = 0.2
-    backbone_lr_scale: float = 1.0  # backbone LR = optim.lr × this (strategy full)
 
 
 @dataclass
@@ -42,5 +40,6 @@ class ClassifyConfig:
     data: ClassifyData = field(default_factory=ClassifyData)
     model: ClassifyModel = field(default_factory=ClassifyModel)
     loss: ClassifyLoss = field(default_factory=ClassifyLoss)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
