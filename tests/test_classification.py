@@ -137,3 +137,14 @@ def test_head_sizes_from_feature_info_and_loss_options(image_folder, tmp_path):
     clf._class_weights = w
     out = clf.training_step(clf.model, (images, torch.tensor([0, 2])))
     assert out["loss"].ndim == 0 and out["loss"].requires_grad
+
+
+def test_report_summarises_a_run(image_folder, tmp_path, capsys):
+    clf = Classifier(config=tiny_config(image_folder, tmp_path / "runs", train__epochs=2))
+    clf.fit()
+    assert main(["report", str(clf.run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "mobilenet_v3_small" in out and "fine-tuning full" in out and "best by val/accuracy" in out
+    assert len([line for line in out.splitlines() if line.strip().startswith(("1 ", "2 "))]) == 2
+    assert "curves.png" in out and "confusion_matrix.png" in out
+    assert main(["report", str(tmp_path)]) == 2  # not a run directory: a clear error

@@ -14,6 +14,7 @@ EPILOG = """examples:
   visiontl train classify -c configs/classify/folder_mobilenet_v2_frozen.yaml finetune.strategy=two_phase --dry-run
   visiontl val runs/x/best.pt --data path/to/val_folder
   visiontl predict runs/x/best.pt photo.jpg more_photos/ --topk 3 --out preds/
+  visiontl export runs/x/best.pt --int8
 """
 
 
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+")
     pr.add_argument("--topk", type=int, default=5)
     pr.add_argument("--out", help="folder for predictions.csv / predictions.json (default: print only)")
+    ex = sub.add_parser("export", help="ONNX / TorchScript (and int8 ONNX) of a trained model, with its metadata")
+    ex.add_argument("checkpoint")
+    ex.add_argument("--formats", nargs="+", default=["onnx", "torchscript"], choices=["onnx", "torchscript"])
+    ex.add_argument("--int8", action="store_true", help="also a static int8 ONNX model, with size and accuracy")
+    ex.add_argument("--out", help="output folder (default: RUN_DIR/export)")
+    rp = sub.add_parser("report", help="summarise a run directory")
+    rp.add_argument("run_dir")
     sub.add_parser("backbones", help="list backbones and whether their pretrained weights are available")
     d = sub.add_parser("demo", help="fine-tune mobilenet_v2 on a built-in real dataset, pretrained vs random init")
     d.add_argument("--epochs", type=int, default=6)
@@ -124,6 +132,25 @@ def _run(args) -> int:
         metrics = model.evaluate(data, out_dir=out)
         print(json.dumps(metrics, indent=1))
         print(f"confusion matrix and prediction grid: {out}")
+        return 0
+    if args.command == "report":
+        from .report import report
+
+        print(report(args.run_dir))
+        return 0
+    if args.command == "export":
+        model = _load(args.checkpoint)
+        out = Path(args.out or Path(args.checkpoint).resolve().parent / "export")
+        meta = model.export(out, formats=args.formats, int8=args.int8)
+        for kind, f in meta["files"].items():
+            print(f"{kind:12} {out / f['path']}  ({f['bytes'] / 2**20:.2f} MB)")
+        if "onnx_max_abs_diff_vs_pytorch" in meta:
+            print(f"onnxruntime vs PyTorch: max |diff| {meta['onnx_max_abs_diff_vs_pytorch']:.2e}")
+        if "int8_vs_float" in meta:
+            q = meta["int8_vs_float"]
+            print(f"int8 vs float on {q['val_images']} validation images: accuracy {q['int8_accuracy']:.4f} vs "
+                  f"{q['float_accuracy']:.4f}, size {q['int8_mb']} MB vs {q['float_mb']} MB")
+        print(f"metadata: {out / 'model.json'}")
         return 0
     if args.command == "predict":
         from .adapters.classification import print_predictions, write_predictions

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ... import plots
+from ... import export, plots
 from ...backbones import BACKBONES, Preprocessing, create_backbone, set_bn_eval
 from ...config import from_dict, to_dict
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
@@ -283,6 +283,76 @@ class Classifier:
             for p, s, i in zip(chunk, scores.tolist(), idx.tolist()):
                 results.append({"path": str(p), "labels": [self.classes[j] for j in i], "scores": s})
         return results
+
+
+    # -- export ---------------------------------------------------------------------------
+    def export(self, out_dir: str | Path, *, formats: Sequence[str] = ("onnx", "torchscript"),
+               int8: bool = False) -> dict:
+        """Write ``model.onnx`` (checked with onnxruntime), ``model.torchscript.pt``, with
+        ``int8`` also ``model.int8.onnx`` (calibrated on the run's training images, its
+        accuracy and size next to the float model's), and ``model.json`` describing them."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        size = self.config.data.image_size
+        net = _WithProbabilities(self.model.cpu().to(memory_format=torch.contiguous_format)).eval()
+        example = torch.rand(2, 3, size, size)
+        meta: dict = {
+            "task": self.task, "classes": self.classes, "backbone": self.config.model.backbone,
+            "input": {"name": "images", "shape": ["batch", 3, size, size], "dtype": "float32", "color": "RGB",
+                      "range": [0, 1], "note": "the preprocessing below is inside the graph"},
+            "preprocessing": self.model.backbone.preprocessing.to_dict(),
+            "outputs": ["logits", "probabilities"], "files": {},
+        }
+        if "onnx" in formats or int8:
+            path = export.to_onnx(net, example, out / "model.onnx", output_names=["logits", "probabilities"])
+            meta["onnx_max_abs_diff_vs_pytorch"] = export.check_onnx(net, path, example)
+            meta["files"]["onnx"] = {"path": path.name, "bytes": path.stat().st_size}
+        if "torchscript" in formats:
+            path = export.to_torchscript(net, example, out / "model.torchscript.pt")
+            meta["files"]["torchscript"] = {"path": path.name, "bytes": path.stat().st_size}
+        if int8:
+            train_set, val_set = self.datasets()
+            train_set.transform = val_set.transform if val_set is not None else train_set.transform
+            calibration = [_batch_array(train_set, range(i, min(i + 16, len(train_set), 128)))
+                           for i in range(0, min(len(train_set), 128), 16)]
+            path = export.quantize_int8(out / "model.onnx", out / "model.int8.onnx", calibration)
+            meta["files"]["int8"] = {"path": path.name, "bytes": path.stat().st_size}
+            if val_set is not None:
+                meta["int8_vs_float"] = {
+                    "val_images": len(val_set),
+                    "float_accuracy": _onnx_accuracy(out / "model.onnx", val_set),
+                    "int8_accuracy": _onnx_accuracy(path, val_set),
+                    "float_mb": round((out / "model.onnx").stat().st_size / 2**20, 2),
+                    "int8_mb": round(path.stat().st_size / 2**20, 2),
+                }
+        export.write_meta(out / "model.json", meta)
+        return meta
+
+
+class _WithProbabilities(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        logits = self.model(images)
+        return logits, logits.softmax(1)
+
+
+def _batch_array(data: ImageDataset, indices) -> np.ndarray:
+    return torch.stack([data[i][0] for i in indices]).float().div(255).numpy()
+
+
+def _onnx_accuracy(path: Path, data: ImageDataset, batch_size: int = 32) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    correct = 0
+    for start in range(0, len(data), batch_size):
+        idx = range(start, min(start + batch_size, len(data)))
+        logits = session.run(["logits"], {"images": _batch_array(data, idx)})[0]
+        correct += int((logits.argmax(1) == np.array([data.samples[i][1] for i in idx])).sum())
+    return correct / max(len(data), 1)
 
 
 def expand_inputs(inputs) -> list[Path]:

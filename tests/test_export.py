@@ -1,0 +1,42 @@
+"""Export: ONNX run with onnxruntime matches PyTorch; TorchScript loads; int8 is smaller."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from visiontl.adapters import Classifier
+from visiontl.cli import main
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def test_onnx_and_torchscript_match_pytorch(image_folder, tmp_path):
+    cfg = tiny_config(image_folder, tmp_path / "runs", train__epochs=1)
+    clf = Classifier(config=cfg)
+    clf.fit()
+    meta = clf.export(tmp_path / "export")
+    assert meta["classes"] == ["blue", "green", "red"] and meta["input"]["range"] == [0, 1]
+    assert json.loads((tmp_path / "export" / "model.json").read_text())["preprocessing"]["channel_order"] == "RGB"
+    x = torch.rand(3, 3, 32, 32)  # another batch size than the export example
+    with torch.no_grad():
+        want = clf.model.eval()(x)
+    session = ort.InferenceSession(str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits, probs = session.run(None, {"images": x.numpy()})
+    np.testing.assert_allclose(logits, want.numpy(), atol=1e-4)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    scripted = torch.jit.load(str(tmp_path / "export" / "model.torchscript.pt"))
+    torch.testing.assert_close(scripted(x)[0], want, atol=1e-5, rtol=1e-5)
+
+
+def test_int8_export_from_the_cli(image_folder, tmp_path, capsys):
+    cfg = tiny_config(image_folder, tmp_path / "runs", train__epochs=1, train__name="r")
+    Classifier(config=cfg).fit()
+    assert main(["export", str(tmp_path / "runs" / "r" / "best.pt"), "--int8", "--formats", "onnx",
+                 "--out", str(tmp_path / "ex")]) == 0
+    meta = json.loads((tmp_path / "ex" / "model.json").read_text())
+    q = meta["int8_vs_float"]
+    assert q["int8_mb"] < q["float_mb"] / 2 and 0 <= q["int8_accuracy"] <= 1 and q["val_images"] == 6
+    assert "torchscript" not in meta["files"]
+    assert "int8 vs float on 6 validation images" in capsys.readouterr().out

@@ -1,0 +1,87 @@
+"""Export for deployment, shared by every task: ONNX (checked with onnxruntime),
+TorchScript, an int8 ONNX model (static quantisation, calibrated on real images), and a
+JSON file beside them saying what goes in and what comes out.
+
+The exported graph starts with the backbone's own preprocessing, so it takes RGB images
+in [0, 1] (N, 3, H, W, float32) whatever the weights expect.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def to_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, output_names: list[str]) -> Path:
+    """ONNX with a dynamic batch axis (and dynamic height/width)."""
+    model = model.eval()
+    try:
+        batch, h, w = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
+        program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"], output_names=output_names,
+                                    dynamic_shapes=({0: batch, 2: h, 3: w},), verbose=False)
+        program.save(str(path))
+    except Exception:  # models torch.export cannot trace yet: the TorchScript-based exporter
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            axes = {"images": {0: "batch", 2: "height", 3: "width"}, **{n: {0: "batch"} for n in output_names}}
+            torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=output_names,
+                              dynamic_axes=axes, dynamo=False)
+    return path
+
+
+def to_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is in maintenance, still widely deployed
+        traced = torch.jit.trace(model.eval(), example)
+    traced.save(str(path))
+    return path
+
+
+def check_onnx(model: nn.Module, path: Path, example: torch.Tensor, *, atol: float = 1e-4) -> float:
+    """Run ``path`` with onnxruntime and compare with PyTorch; returns the max abs difference."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": example.numpy()})
+    with torch.no_grad():
+        want = model.eval()(example)
+    want = want if isinstance(want, (tuple, list)) else (want,)
+    diff = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
+    if diff > atol:
+        raise AssertionError(f"{path}: onnxruntime differs from PyTorch by {diff:.2e} (> {atol:g})")
+    return diff
+
+
+def quantize_int8(float_path: Path, int8_path: Path, calibration: Iterable[np.ndarray]) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) calibrated on real images."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": batch}
+
+    prepared = int8_path.with_suffix(".prep.onnx")
+    try:
+        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        source = prepared
+    except Exception:
+        source = float_path
+    quantize_static(str(source), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    prepared.unlink(missing_ok=True)
+    return int8_path
+
+
+def write_meta(path: Path, meta: dict) -> Path:
+    path.write_text(json.dumps(meta, indent=1))
+    return path
