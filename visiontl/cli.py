@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", help="output folder (default: RUN_DIR/export)")
     rp = sub.add_parser("report", help="summarise a run directory")
     rp.add_argument("run_dir")
+    ca = sub.add_parser("cache", help="size of the frozen-feature cache, or clear it")
+    ca.add_argument("action", nargs="?", default="info", choices=["info", "clear"])
+    ca.add_argument("--dir", help="cache folder (default ~/.cache/visiontl/features)")
     sub.add_parser("backbones", help="list backbones and whether their pretrained weights are available")
     d = sub.add_parser("demo", help="fine-tune mobilenet_v2 on a built-in real dataset, pretrained vs random init")
     d.add_argument("--epochs", type=int, default=6)
@@ -132,6 +135,16 @@ def _run(args) -> int:
         metrics = model.evaluate(data, out_dir=out)
         print(json.dumps(metrics, indent=1))
         print(f"confusion matrix and prediction grid: {out}")
+        return 0
+    if args.command == "cache":
+        from .engine import feature_cache as fc
+
+        root = Path(args.dir).expanduser() if args.dir else fc.default_dir()
+        if args.action == "clear":
+            print(f"cleared {root}: {fc.clear(root) / 2**20:.1f} MB freed")
+        else:
+            total, spaces, rows = fc.size(root)
+            print(f"{root}: {total / 2**20:.1f} MB, {spaces} feature space(s), {rows} cached image features")
         return 0
     if args.command == "report":
         from .report import report

@@ -89,8 +89,14 @@ def expected_sha256(wf: WeightsFile) -> str | None:
     return m.group(1) if m else None
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime: float) -> str:
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, remembered while the file's size and mtime stay the same."""
+    st = os.stat(path)
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -102,8 +108,7 @@ def verify(path: Path, wf: WeightsFile) -> None:
     want = expected_sha256(wf)
     if not want:
         return
-    st = path.stat()
-    got = _sha256(str(path), st.st_size, st.st_mtime)
+    got = file_sha256(path)
     if not got.startswith(want):
         raise WeightsUnavailable(
             f"{path}: sha256 {got[:16]}… does not match the expected {want} for {wf.tag} weights; "

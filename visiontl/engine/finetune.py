@@ -38,6 +38,9 @@ class FinetuneConfig:
     phase2_lr_factor: float = 0.01  # two_phase: LR multiplier once the backbone trains
     milestones: list[int] = field(default_factory=list)  # gradual: epochs (0-based) that unfreeze one more group
     group_lr_decay: float = 1.0  # discriminative LRs: top backbone group × d, the next × d², …
+    cache: Literal["auto", "off"] = "auto"  # auto: train the head on cached features while the backbone is frozen
+    cache_views: int = 0  # 0: one plain view per image; K > 0: K augmented views, one drawn per epoch
+    cache_dir: str = ""  # default ~/.cache/visiontl/features (VISIONTL_CACHE moves it)
 
 
 def trainable_groups(cfg: FinetuneConfig, n_groups: int, epoch: int) -> int:
@@ -125,6 +128,9 @@ class Finetuner:
             for pg in optimizer.param_groups:
                 pg["lr_scale"] = by_name[pg["name"]]
         return before != [p.requires_grad for p in self.model.parameters()]
+
+    def backbone_frozen(self, epoch: int) -> bool:
+        return trainable_groups(self.cfg, len(self.groups), epoch) == 0
 
     def phase_starts(self, epochs: int) -> list[int]:
         """Epochs at which the plan changes (always including 0)."""

@@ -119,7 +119,7 @@ class Trainer:
             path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _loader(self, data: Dataset, train: bool) -> DataLoader:
+    def _loader(self, data: Dataset, train: bool, workers: int | None = None) -> DataLoader:
         distributed = train and dist.world_size() > 1
         if distributed:
             sampler = DistributedSampler(data, shuffle=True, seed=self.cfg.seed)
@@ -128,7 +128,8 @@ class Trainer:
         # a last training batch of one sample breaks BatchNorm in train mode: drop only that one
         drop_last = train and len(sampler) % self.cfg.batch_size == 1
         return DataLoader(
-            data, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=self.cfg.num_workers, drop_last=drop_last,
+            data, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=drop_last,
+            num_workers=self.cfg.num_workers if workers is None else workers,
             collate_fn=getattr(self.adapter, "collate", None), pin_memory=self.device.type == "cuda",
             generator=self.generator, persistent_workers=False,
         )
@@ -164,24 +165,33 @@ class Trainer:
             save_config(adapter.config, run_dir / "config.yaml")
         start_time = time.perf_counter()
 
-        step_model = None
+        step_model, cached, was_cached = None, None, None
         for epoch in range(start_epoch, cfg.epochs):
             # the fine-tuning plan is a function of the epoch: which groups train, at what LR
-            if self.finetuner.apply(epoch, optimizer) or step_model is None:
-                step_model = self._wrap(model, distributed)
+            changed = self.finetuner.apply(epoch, optimizer)
+            # while the backbone is frozen, the head may train on cached features
+            use_cache = self.finetuner.cfg.cache != "off" and self.finetuner.backbone_frozen(epoch) \
+                and hasattr(adapter, "feature_head")
+            if use_cache and cached is None:
+                cached = self._feature_cache(model, train_set, val_set, distributed)
+            net, epoch_train, epoch_val = (cached if use_cache else (model, train_loader, val_loader))
+            if changed or step_model is None or use_cache != was_cached:
+                step_model, was_cached = self._wrap(net, distributed), use_cache
             # seeding per epoch makes shuffling, augmentation and dropout of an epoch
             # independent of whether the run was resumed
             seed_everything(cfg.seed + epoch)
             self.generator.manual_seed(cfg.seed + epoch)
             if distributed:
-                train_loader.sampler.set_epoch(epoch)
+                epoch_train.sampler.set_epoch(epoch)
             adapter.train_mode(model)
             loss_sum, n_batches, lr, t0 = torch.zeros((), device=device), 0, ocfg.lr, time.perf_counter()
-            batches = Progress(train_loader, total=len(train_loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            if use_cache:
+                epoch_train.dataset.new_epoch()  # which augmented view of each image, from this epoch's seed
+            batches = Progress(epoch_train, total=len(epoch_train), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                                mode=cfg.progress if main else "none")
             for i, batch in enumerate(batches):
                 batch = to_device(batch, device, cfg.channels_last)
-                last_micro = (i + 1) % cfg.accumulate == 0 or i + 1 == len(train_loader)
+                last_micro = (i + 1) % cfg.accumulate == 0 or i + 1 == len(epoch_train)
                 sync = contextlib.nullcontext() if last_micro or not distributed else step_model.no_sync()
                 with sync:
                     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -201,12 +211,12 @@ class Trainer:
                 loss_sum /= dist.world_size()
                 for buffer in model.buffers():  # BN statistics: rank 0's, so every rank validates the same model
                     torch.distributed.broadcast(buffer, src=0)
-            seen = min(len(train_loader.sampler), len(train_loader) * cfg.batch_size) * dist.world_size()
+            seen = min(len(epoch_train.sampler), len(epoch_train) * cfg.batch_size) * dist.world_size()
             lr = max(g["lr"] for g in optimizer.param_groups)  # the head's: what the strategy made of the schedule
             metrics = {"epoch": epoch + 1, "lr": lr, "train/loss": loss_sum.item() / max(n_batches, 1),
                        "train/images_per_s": seen / (time.perf_counter() - t0)}
-            if val_loader is not None:
-                metrics.update({f"val/{k}": v for k, v in self.evaluate(model, val_loader).items()})
+            if epoch_val is not None:
+                metrics.update({f"val/{k}": v for k, v in self.evaluate(net, epoch_val).items()})
             self.history.append(metrics)
 
             value = metrics.get(monitor)
@@ -234,6 +244,49 @@ class Trainer:
             adapter.on_fit_end(run_dir, self.history, elapsed=time.perf_counter() - start_time)
         dist.barrier()
         return self.history
+
+    def _feature_cache(self, model, train_set, val_set, distributed: bool):
+        """(head module, train loader, val loader) over cached features; rank 0 computes
+        what is missing, the other ranks then read it."""
+        from . import feature_cache as fc
+
+        ft, adapter = self.finetuner.cfg, self.adapter
+        root = Path(ft.cache_dir).expanduser() if ft.cache_dir else fc.default_dir()
+        encode = adapter.feature_encoder(model)
+        backbone = model.backbone
+        base = {"backbone": backbone.name, "weights": fc.weights_hash(backbone),
+                "preprocessing": backbone.preprocessing.to_dict(), "layer": adapter.feature_layer}
+        stats = {"dir": str(root), "computed": 0, "reused": 0, "views": max(ft.cache_views, 1), "bytes": 0}
+
+        def features(data, views: list[tuple[object, int, str]]):
+            ids = [fc.content_hash(p) for p in adapter.sample_paths(data)]
+            out = []
+            for view_data, view, transform in views:
+                key = {**base, "transform": transform, "view": view}
+                if dist.is_main():
+                    rows, computed = fc.FeatureSpace(root, key).rows(
+                        ids, view_data, encode, view=view, batch_size=self.cfg.batch_size,
+                        num_workers=self.cfg.num_workers, device=self.device)
+                    stats["computed"] += computed
+                    stats["reused"] += len(ids) - computed
+                dist.barrier()
+                if not dist.is_main():  # rank 0 has written everything: read only
+                    rows, _ = fc.FeatureSpace(root, key).rows(ids, view_data, encode, view=view, batch_size=1,
+                                                              num_workers=0, device=self.device)
+                out.append(rows)
+            return fc.CachedFeatures(out, adapter.sample_labels(data))
+
+        plain, augmented, val_plain = adapter.cache_sources(train_set, val_set)
+        views = [(augmented[0], v, augmented[1]) for v in range(ft.cache_views)] or [(plain[0], 0, plain[1])]
+        train_cached = features(plain[0], views)
+        val_cached = features(val_plain[0], [(val_plain[0], 0, val_plain[1])]) if val_set is not None else None
+        stats["bytes"] = fc.size(root)[0]
+        if dist.is_main():
+            fc.report(stats)
+        self.cache_stats = stats
+        # features are in memory already: worker processes would only add start-up time
+        val_loader = self._loader(val_cached, train=False, workers=0) if val_cached is not None else None
+        return adapter.feature_head(model), self._loader(train_cached, train=True, workers=0), val_loader
 
     def _wrap(self, model, distributed: bool):
         """DDP (and torch.compile) see which parameters train only when they wrap the model:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -210,6 +210,37 @@ class Classifier:
         loss = sum(o["loss"].item() for o in outputs) / max(len(labels), 1)
         return {"loss": loss, **summarize(cm)}
 
+    # -- the frozen-feature cache (see visiontl/engine/feature_cache.py) --------------------
+    feature_layer = "last stage, global average pooled"
+
+    def feature_encoder(self, model):
+        """Images → what the head needs from a frozen backbone: its pooled last stage."""
+        def encode(images: torch.Tensor) -> torch.Tensor:
+            model.backbone.eval()
+            return model.backbone(images)[-1].float().mean((2, 3))
+        return encode
+
+    def feature_head(self, model) -> torch.nn.Module:
+        return _PooledHead(model.head)
+
+    def cache_sources(self, train_set: ImageDataset, val_set: ImageDataset | None):
+        """(dataset, transform description) for: plain training images, augmented training
+        images, plain validation images."""
+        d = self.config.data
+        plain_tf = partial(apply, eval_transform(d.image_size))
+        plain = train_set.subset(range(len(train_set)), transform=plain_tf)
+        described = json.dumps(asdict(d.augment), sort_keys=True)
+        return ((plain, f"eval resize {d.image_size}"), (train_set, f"train {d.image_size} {described}"),
+                (val_set, f"eval resize {d.image_size}"))
+
+    @staticmethod
+    def sample_paths(data: ImageDataset) -> list[Path]:
+        return [p for p, _ in data.samples]
+
+    @staticmethod
+    def sample_labels(data: ImageDataset) -> list[int]:
+        return [label for _, label in data.samples]
+
     def checkpoint_meta(self) -> dict:
         return {"task": self.task, "config": to_dict(self.config), "classes": self.classes,
                 "backbone": self.config.model.backbone, "preprocessing": self.model.backbone.preprocessing.to_dict(),
@@ -327,6 +358,18 @@ class Classifier:
                 }
         export.write_meta(out / "model.json", meta)
         return meta
+
+
+class _PooledHead(torch.nn.Module):
+    """The head fed cached pooled features (N, C): as a 1×1 map its pooling is the identity,
+    so it computes exactly what it computes on the backbone's output."""
+
+    def __init__(self, head: torch.nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features[:, :, None, None])
 
 
 class _WithProbabilities(torch.nn.Module):
