@@ -1,7 +1,7 @@
 """python -m benchmarks ENTRY [options] — entries: classification."""
 import sys
 
-ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export"}
+ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "cache": "benchmarks.cache"}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ENTRIES:

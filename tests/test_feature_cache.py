@@ -1,6 +1,5 @@
 """Frozen-feature cache: reuse, invalidation, augmented views, equivalence, CLI."""
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 

@@ -13,7 +13,7 @@ from .weights import WeightsUnavailable, network_allowed
 
 def available() -> bool:
     try:
-        import timm  # noqa: F401
+        import timm  # noqa: F401  (is it installed?)
     except ImportError:
         return False
     return True

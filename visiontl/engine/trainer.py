@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from ..config import save_config
 from . import distributed as dist
 from .finetune import FinetuneConfig, Finetuner
-from .checkpoint import load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
+from .checkpoint import link_atomic, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
 from .logger import MetricsLogger, Progress
 from .schedules import get_lr
 
@@ -240,8 +240,11 @@ class Trainer:
         dist.barrier()
         if (run_dir / "best.pt").is_file():  # every rank ends with the best epoch's weights
             model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+        final = None
+        if main and val_loader is not None and step_model is not None:  # validate them (cached if possible)
+            final = self.evaluate(net, epoch_val)
         if main:
-            adapter.on_fit_end(run_dir, self.history, elapsed=time.perf_counter() - start_time)
+            adapter.on_fit_end(run_dir, self.history, elapsed=time.perf_counter() - start_time, final=final)
         dist.barrier()
         return self.history
 
@@ -252,7 +255,10 @@ class Trainer:
 
         ft, adapter = self.finetuner.cfg, self.adapter
         root = Path(ft.cache_dir).expanduser() if ft.cache_dir else fc.default_dir()
-        encode = adapter.feature_encoder(model)
+        encoder = adapter.feature_encoder(model)
+
+        def encode(images):  # the same memory format as training uses
+            return encoder(to_device(images, self.device, self.cfg.channels_last))
         backbone = model.backbone
         base = {"backbone": backbone.name, "weights": fc.weights_hash(backbone),
                 "preprocessing": backbone.preprocessing.to_dict(), "layer": adapter.feature_layer}
@@ -313,7 +319,7 @@ class Trainer:
                 "history": self.history, "rng": rng_state(), "meta": self.adapter.checkpoint_meta()}
         save_atomic(ckpt, self.run_dir / "last.pt")
         if best_too:
-            save_atomic(ckpt, self.run_dir / "best.pt")
+            link_atomic(self.run_dir / "last.pt", self.run_dir / "best.pt")
 
     def _restore(self, model, optimizer, scaler) -> tuple[int, int, float | None, int]:
         """Exact resume: weights, optimiser, scaler, counters and RNG from ``train.resume``."""

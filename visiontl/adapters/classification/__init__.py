@@ -1,4 +1,5 @@
-from .adapter import Classifier, expand_inputs, print_predictions, write_predictions
+from .adapter import Classifier
+from .predictions import expand_inputs, print_predictions, write_predictions
 from .config import ClassifyConfig
 
 __all__ = ["Classifier", "ClassifyConfig", "expand_inputs", "print_predictions", "write_predictions"]

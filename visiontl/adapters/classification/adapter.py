@@ -17,14 +17,16 @@ from ... import export, plots
 from ...backbones import BACKBONES, Preprocessing, create_backbone, set_bn_eval
 from ...config import from_dict, to_dict
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
-from ...data.images import list_images, read_image
+from ...data.images import read_image
 from ...data.transforms import apply, eval_transform, train_transform
 from ...engine import FinetuneConfig, Finetuner, Trainer, load_checkpoint, seed_everything
 from ...engine.finetune import choose
 from ...engine.trainer import to_device
 from .config import ClassifyConfig
+from .deploy import WithProbabilities, batch_array, onnx_accuracy
 from .metrics import confusion_matrix, summarize
 from .model import ClassificationModel
+from .predictions import expand_inputs
 
 
 class Classifier:
@@ -246,15 +248,17 @@ class Classifier:
                 "backbone": self.config.model.backbone, "preprocessing": self.model.backbone.preprocessing.to_dict(),
                 "weights_source": self.model.backbone.weights_source}
 
-    def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float) -> None:
-        """Plots, numbers and a summary (the engine has restored the best epoch's weights)."""
+    def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float, final: dict | None = None) -> None:
+        """Plots, numbers and a summary. The engine has restored the best epoch's weights and
+        validated them (``final``), so the confusion matrix and grid need no new pass."""
         plots.curves(history, run_dir / "curves.png")
         lines = [f"visiontl classification run: {run_dir}",
                  f"backbone {self.config.model.backbone} (weights: {self.model.backbone.weights_source}), "
                  f"fine-tuning {self.config.finetune.strategy}, {len(self.classes)} classes",
                  f"epochs {len(history)}, {elapsed:.1f} s"]
         if self._val_set is not None:
-            metrics = self.evaluate(self._val_set, out_dir=run_dir)
+            metrics = final if final is not None else self.evaluate(self._val_set)
+            self._write_eval(run_dir, self._val_set)
             lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         lines.append("files: config.yaml last.pt best.pt metrics.csv curves.png confusion_matrix.png/.csv "
                      "val_predictions.png")
@@ -325,7 +329,7 @@ class Classifier:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         size = self.config.data.image_size
-        net = _WithProbabilities(self.model.cpu().to(memory_format=torch.contiguous_format)).eval()
+        net = WithProbabilities(self.model.cpu().to(memory_format=torch.contiguous_format)).eval()
         example = torch.rand(2, 3, size, size)
         meta: dict = {
             "task": self.task, "classes": self.classes, "backbone": self.config.model.backbone,
@@ -344,15 +348,15 @@ class Classifier:
         if int8:
             train_set, val_set = self.datasets()
             train_set.transform = val_set.transform if val_set is not None else train_set.transform
-            calibration = [_batch_array(train_set, range(i, min(i + 16, len(train_set), 128)))
+            calibration = [batch_array(train_set, range(i, min(i + 16, len(train_set), 128)))
                            for i in range(0, min(len(train_set), 128), 16)]
             path = export.quantize_int8(out / "model.onnx", out / "model.int8.onnx", calibration)
             meta["files"]["int8"] = {"path": path.name, "bytes": path.stat().st_size}
             if val_set is not None:
                 meta["int8_vs_float"] = {
                     "val_images": len(val_set),
-                    "float_accuracy": _onnx_accuracy(out / "model.onnx", val_set),
-                    "int8_accuracy": _onnx_accuracy(path, val_set),
+                    "float_accuracy": onnx_accuracy(out / "model.onnx", val_set),
+                    "int8_accuracy": onnx_accuracy(path, val_set),
                     "float_mb": round((out / "model.onnx").stat().st_size / 2**20, 2),
                     "int8_mb": round(path.stat().st_size / 2**20, 2),
                 }
@@ -370,68 +374,3 @@ class _PooledHead(torch.nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features[:, :, None, None])
-
-
-class _WithProbabilities(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor):
-        logits = self.model(images)
-        return logits, logits.softmax(1)
-
-
-def _batch_array(data: ImageDataset, indices) -> np.ndarray:
-    return torch.stack([data[i][0] for i in indices]).float().div(255).numpy()
-
-
-def _onnx_accuracy(path: Path, data: ImageDataset, batch_size: int = 32) -> float:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    correct = 0
-    for start in range(0, len(data), batch_size):
-        idx = range(start, min(start + batch_size, len(data)))
-        logits = session.run(["logits"], {"images": _batch_array(data, idx)})[0]
-        correct += int((logits.argmax(1) == np.array([data.samples[i][1] for i in idx])).sum())
-    return correct / max(len(data), 1)
-
-
-def expand_inputs(inputs) -> list[Path]:
-    """An image, a folder (recursively), a ``.txt`` list of paths, or a list of these."""
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    paths: list[Path] = []
-    for item in map(Path, items):
-        if item.is_dir():
-            found = list_images(item)
-            if not found:
-                raise FileNotFoundError(f"{item}: folder has no images")
-            paths += found
-        elif item.suffix.lower() == ".txt" and item.is_file():
-            paths += [Path(line.strip()) for line in item.read_text().splitlines() if line.strip()]
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise FileNotFoundError(f"{item}: no such image or folder")
-    return paths
-
-
-def write_predictions(results: list[dict], out: str | Path) -> list[Path]:
-    """Write ``predictions.csv`` and ``predictions.json`` into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "predictions.json").write_text(json.dumps(results, indent=1))
-    with open(out / "predictions.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        k = max((len(r["labels"]) for r in results), default=0)
-        w.writerow(["path", *[c for j in range(1, k + 1) for c in (f"label{j}", f"score{j}")]])
-        for r in results:
-            w.writerow([r["path"], *[c for lab, s in zip(r["labels"], r["scores"]) for c in (lab, f"{s:.5f}")]])
-    return [out / "predictions.csv", out / "predictions.json"]
-
-
-def print_predictions(results: list[dict], file=sys.stdout) -> None:
-    for r in results:
-        tops = ", ".join(f"{lab} {s:.3f}" for lab, s in zip(r["labels"], r["scores"]))
-        print(f"{r['path']}: {tops}", file=file)
