@@ -52,7 +52,7 @@ def main() -> None:
     result = {"machine": harness.machine(), "dataset": dataset, "args": vars(args), "cached": cached,
               "recompute": recompute, "speedup": speedup,
               "accuracy_diff_points": 100 * (cached["final_accuracy"] - recompute["final_accuracy"])}
-    path = harness.save("cache-cpu", result)
+    path = harness.save(f"cache-cpu-{args.image_size}px", result)
     print(f"\n{'':12}{'seconds':>10}{'final acc':>11}{'best acc':>10}")
     for name, r in (("recompute", recompute), ("cached", cached)):
         print(f"{name:12}{r['seconds']:>10.1f}{r['final_accuracy']:>11.4f}{r['best_accuracy']:>10.4f}")

@@ -112,20 +112,25 @@ class CachedFeatures(Dataset):
     """(feature, label) pairs; with several views, each epoch draws one view per image."""
 
     def __init__(self, views: list[np.ndarray], labels: Sequence[int]) -> None:
-        self.views = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in views]
+        self.table = torch.stack([torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in views])  # (V, N, D)
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
         self.choice = torch.zeros(len(self.labels), dtype=torch.long)
 
     def new_epoch(self) -> None:
         """Pick this epoch's view per image (from torch's RNG, which the engine seeds per epoch)."""
-        if len(self.views) > 1:
-            self.choice = torch.randint(len(self.views), (len(self.labels),))
+        if len(self.table) > 1:
+            self.choice = torch.randint(len(self.table), (len(self.labels),))
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        return self.views[int(self.choice[i])][i], self.labels[i]
+        return self.table[self.choice[i], i], self.labels[i]
+
+    def __getitems__(self, indices: list[int]):
+        """A whole batch by one gather (the DataLoader calls this instead of N __getitem__)."""
+        idx = torch.as_tensor(indices)
+        return list(zip(self.table[self.choice[idx], idx], self.labels[idx]))
 
 
 def size(root: Path | None = None) -> tuple[int, int, int]:
