@@ -1,7 +1,7 @@
-"""python -m benchmarks ENTRY [options] — entries: classification."""
+"""python -m benchmarks ENTRY [options] — entries: classification, export, cache, strategies."""
 import sys
 
-ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "cache": "benchmarks.cache"}
+ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "cache": "benchmarks.cache", "strategies": "benchmarks.strategies"}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ENTRIES:
