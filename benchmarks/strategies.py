@@ -31,8 +31,12 @@ def run(backbone: str, weights: str, strategy: str, train_dir: Path, val_dir: Pa
     cfg.data.train, cfg.data.val, cfg.data.image_size = str(train_dir), str(val_dir), args.image_size
     cfg.model.backbone, cfg.model.weights = backbone, weights
     cfg.finetune.strategy, cfg.finetune.head_epochs, cfg.finetune.last_n = strategy, max(1, args.epochs // 2), 2
-    cfg.finetune.phase2_lr_factor, cfg.finetune.cache_dir = 0.1, str(out / "cache")
-    cfg.optim.lr = 3e-3 if strategy == "frozen" else 1e-3
+    cfg.finetune.cache_dir = str(out / "cache")
+    # the usual per-setting rates: a probe (and two_phase's head phase) takes a high one,
+    # fine-tuning a low one (two_phase's second phase too), training from scratch in between
+    cfg.optim.lr = (args.probe_lr if strategy in ("frozen", "two_phase") else
+                    args.scratch_lr if weights == "none" else args.finetune_lr)
+    cfg.finetune.phase2_lr_factor = args.finetune_lr / args.probe_lr
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = args.epochs, 32, 1
     cfg.train.out_dir, cfg.train.progress = str(out / "runs"), "none"
     t0 = time.perf_counter()
@@ -48,6 +52,9 @@ def main() -> None:
     p.add_argument("--per-class", type=int, default=50)
     p.add_argument("--val-per-class", type=int, default=50)
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--probe-lr", type=float, default=3e-3)
+    p.add_argument("--finetune-lr", type=float, default=3e-4)
+    p.add_argument("--scratch-lr", type=float, default=1e-3)
     args = p.parse_args()
     dataset = default_dataset()
     train_dir, val_dir = materialize(dataset, train_per_class=args.per_class, val_per_class=args.val_per_class)
