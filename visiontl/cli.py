@@ -71,6 +71,7 @@ def _load(checkpoint: str):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    from .backbones.weights import WeightsUnavailable  # after parsing: --help needs no torch
     if extra and not (args.command == "train" and all("=" in e for e in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
@@ -80,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the last finished epoch is in last.pt", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, RuntimeError) as e:
-        if isinstance(e, RuntimeError) and type(e).__name__ != "WeightsUnavailable":
-            raise
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, WeightsUnavailable) as e:
         message = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
         if "Original Traceback" in message:  # raised in a DataLoader worker: its last line says it
             message = message.strip().splitlines()[-1].split(": ", 1)[-1]

@@ -123,8 +123,12 @@ def shipped_path(wf: WeightsFile) -> Path | None:
     spec = importlib.util.find_spec(wf.package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    for root in spec.submodule_search_locations:
-        for path in (Path(root) / wf.filename, *Path(root).rglob(Path(wf.filename).name)):
+    roots = [Path(r) for r in spec.submodule_search_locations]
+    for root in roots:  # where the spec says, before searching the package tree
+        if (root / wf.filename).is_file():
+            return root / wf.filename
+    for root in roots:
+        for path in root.rglob(Path(wf.filename).name):
             if path.is_file():
                 return path
     return None
@@ -137,20 +141,30 @@ def cached_path(wf: WeightsFile) -> Path | None:
     return path if path.is_file() else None
 
 
+def locate(files: list[WeightsFile]) -> tuple[str, WeightsFile, Path | None] | None:
+    """The first way to get one of ``files``, in resolution order: ("cache", file, path),
+    ("package", file, path) or ("download", file, None); None when there is none."""
+    for wf in files:
+        if (path := cached_path(wf)) is not None:
+            return "cache", wf, path
+    for wf in files:
+        if (path := shipped_path(wf)) is not None:
+            return "package", wf, path
+    for wf in files:
+        if wf.url and network_allowed(wf.url):
+            return "download", wf, None
+    return None
+
+
 def availability(files: list[WeightsFile]) -> str:
     """One word for ``visiontl backbones``: cached / shipped (pkg) / downloadable / not available."""
     if not files:
         return "no pretrained weights"
-    for wf in files:
-        if cached_path(wf):
-            return "cached"
-    for wf in files:
-        if shipped_path(wf):
-            return f"shipped ({wf.package})"
-    for wf in files:
-        if wf.url and network_allowed(wf.url):
-            return "downloadable"
-    return "not available"
+    found = locate(files)
+    if found is None:
+        return "not available"
+    kind, wf, _ = found
+    return {"cache": "cached", "package": f"shipped ({wf.package})", "download": "downloadable"}[kind]
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -192,19 +206,16 @@ def resolve(name: str, files: list[WeightsFile], tag: str = "imagenet") -> tuple
             f"{name}: no weights tagged {tag!r}; known tags: imagenet, {', '.join(tags) or '(none)'}, "
             "none, or a path to a local file"
         )
-    for wf in wanted:
-        if (path := cached_path(wf)) is not None:
-            return _read(path, wf), wf, f"cache:{path}"
-    for wf in wanted:
-        if (path := shipped_path(wf)) is not None:
-            return _read(path, wf), wf, f"package:{wf.package}"
-    for wf in wanted:
-        if wf.url and network_allowed(wf.url):
-            dest = hub_checkpoint_dir() / wf.filename
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(wf.url, str(dest), progress=True)
-            return _read(dest, wf), wf, f"download:{wf.url}"
-    raise WeightsUnavailable(how_to_get(name, wanted))
+    found = locate(wanted)
+    if found is None:
+        raise WeightsUnavailable(how_to_get(name, wanted))
+    kind, wf, path = found
+    if kind == "download":
+        path = hub_checkpoint_dir() / wf.filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(wf.url, str(path), progress=True)
+    source = {"cache": f"cache:{path}", "package": f"package:{wf.package}", "download": f"download:{wf.url}"}[kind]
+    return _read(path, wf), wf, source
 
 
 def how_to_get(name: str, files: list[WeightsFile]) -> str:

@@ -70,8 +70,13 @@ class FeatureSpace:
         index_file = self.dir / "index.json"
         self.index: dict[str, int] = json.loads(index_file.read_text()) if index_file.is_file() else {}
 
+    def read(self, ids: Sequence[str]) -> np.ndarray:
+        """The stored rows of ``ids``, in order (all must be present)."""
+        table = np.load(self.dir / "features.npy", mmap_mode="r")
+        return table[[self.index[h] for h in ids]]
+
     def rows(self, ids: Sequence[str], data: Dataset, encode: Callable, *, view: int, batch_size: int,
-             num_workers: int, device: torch.device) -> tuple[np.ndarray, int]:
+             num_workers: int, collate: Callable | None) -> tuple[np.ndarray, int]:
         """Features for ``ids`` (computing the missing ones); returns (array, number computed)."""
         missing, queued = [], set()
         for i, h in enumerate(ids):  # identical files are computed once
@@ -80,15 +85,13 @@ class FeatureSpace:
                 queued.add(h)
         if missing:
             subset = torch.utils.data.Subset(_Seeded(data, ids, view), missing)
-            loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers,
-                                collate_fn=getattr(data, "collate", None) or _collate)
+            loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
             new = []
             with torch.no_grad():
                 for images, _ in loader:
-                    new.append(encode(images.to(device)).float().cpu().numpy().astype(np.float16))
+                    new.append(encode(images).float().cpu().numpy().astype(np.float16))
             self._append(np.concatenate(new), [ids[i] for i in missing])
-        table = np.load(self.dir / "features.npy", mmap_mode="r")
-        return table[[self.index[h] for h in ids]], len(missing)
+        return self.read(ids), len(missing)
 
     def _append(self, rows: np.ndarray, hashes: list[str]) -> None:
         path = self.dir / "features.npy"
@@ -101,11 +104,6 @@ class FeatureSpace:
         tmp_index = self.dir / "index.tmp.json"
         tmp_index.write_text(json.dumps(self.index))
         os.replace(tmp_index, self.dir / "index.json")
-
-
-def _collate(batch):
-    images, labels = zip(*batch)
-    return torch.stack(images), torch.tensor(labels)
 
 
 class CachedFeatures(Dataset):

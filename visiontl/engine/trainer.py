@@ -173,7 +173,7 @@ class Trainer:
             use_cache = self.finetuner.cfg.cache != "off" and self.finetuner.backbone_frozen(epoch) \
                 and hasattr(adapter, "feature_head")
             if use_cache and cached is None:
-                cached = self._feature_cache(model, train_set, val_set, distributed)
+                cached = self._feature_cache(model, train_set, val_set)
             net, epoch_train, epoch_val = (cached if use_cache else (model, train_loader, val_loader))
             if changed or step_model is None or use_cache != was_cached:
                 step_model, was_cached = self._wrap(net, distributed), use_cache
@@ -248,7 +248,7 @@ class Trainer:
         dist.barrier()
         return self.history
 
-    def _feature_cache(self, model, train_set, val_set, distributed: bool):
+    def _feature_cache(self, model, train_set, val_set):
         """(head module, train loader, val loader) over cached features; rank 0 computes
         what is missing, the other ranks then read it."""
         from . import feature_cache as fc
@@ -269,16 +269,18 @@ class Trainer:
             out = []
             for view_data, view, transform in views:
                 key = {**base, "transform": transform, "view": view}
-                if dist.is_main():
-                    rows, computed = fc.FeatureSpace(root, key).rows(
+                def compute():  # a fresh FeatureSpace reads the index rank 0 may just have written
+                    return fc.FeatureSpace(root, key).rows(
                         ids, view_data, encode, view=view, batch_size=self.cfg.batch_size,
-                        num_workers=self.cfg.num_workers, device=self.device)
+                        num_workers=self.cfg.num_workers, collate=getattr(adapter, "collate", None))
+
+                if dist.is_main():
+                    rows, computed = compute()
                     stats["computed"] += computed
                     stats["reused"] += len(ids) - computed
                 dist.barrier()
-                if not dist.is_main():  # rank 0 has written everything: read only
-                    rows, _ = fc.FeatureSpace(root, key).rows(ids, view_data, encode, view=view, batch_size=1,
-                                                              num_workers=0, device=self.device)
+                if not dist.is_main():  # on a shared disk rank 0 has left nothing to compute
+                    rows, _ = compute()
                 out.append(rows)
             return fc.CachedFeatures(out, adapter.sample_labels(data))
 

@@ -146,7 +146,9 @@ class Classifier:
             self._build()
         self._class_weights = self._weights_for(train_set)
         self._val_set = val_set
-        finetune = self.resolve_finetune(len(train_set))
+        finetune, why = self.resolve_finetune(len(train_set))
+        if c.finetune.strategy == "auto":
+            print(why, file=sys.stderr)
         trainer = Trainer(self, c.train, c.optim, finetune=finetune, callbacks=callbacks)
         history = trainer.fit(train_set, val_set)
         self.run_dir = trainer.run_dir
@@ -163,13 +165,10 @@ class Classifier:
             raise ValueError(f"loss.class_weights has {len(w)} entries for {len(self.classes)} classes")
         return torch.tensor(w, dtype=torch.float32)
 
-    def resolve_finetune(self, n_images: int) -> FinetuneConfig:
-        """The configured strategy, with ``auto`` decided from the data (and the reason printed)."""
-        ft, why = choose(self.config.finetune, n_images=n_images, n_classes=len(self.classes),
-                         n_groups=len(self.model.backbone.layer_groups()))
-        if self.config.finetune.strategy == "auto":
-            print(why, file=sys.stderr)
-        return ft
+    def resolve_finetune(self, n_images: int) -> tuple[FinetuneConfig, str]:
+        """The configured strategy, with ``auto`` decided from the data, and why."""
+        return choose(self.config.finetune, n_images=n_images, n_classes=len(self.classes),
+                      n_groups=len(self.model.backbone.layer_groups()))
 
     def plan(self, data: str | Path | None = None) -> str:
         """The dry-run: the fine-tuning plan per phase (groups, trainable, BN mode, LR, size),
@@ -180,8 +179,7 @@ class Classifier:
         if self.model is None or self.classes != train_set.classes:
             self.classes, self.num_classes = train_set.classes, len(train_set.classes)
             self._build()
-        ft, why = choose(self.config.finetune, n_images=len(train_set), n_classes=len(self.classes),
-                         n_groups=len(self.model.backbone.layer_groups()))
+        ft, why = self.resolve_finetune(len(train_set))
         header = (f"{self.config.model.backbone} ({self.model.backbone.weights_source}), {len(train_set)} training "
                   f"images, {len(self.classes)} classes; {why}; optim.lr {self.config.optim.lr:g} "
                   f"(before the schedule)")
@@ -229,11 +227,14 @@ class Classifier:
         """(dataset, transform description) for: plain training images, augmented training
         images, plain validation images."""
         d = self.config.data
-        plain_tf = partial(apply, eval_transform(d.image_size))
-        plain = train_set.subset(range(len(train_set)), transform=plain_tf)
+        plain = self._plain(train_set)
         described = json.dumps(asdict(d.augment), sort_keys=True)
         return ((plain, f"eval resize {d.image_size}"), (train_set, f"train {d.image_size} {described}"),
                 (val_set, f"eval resize {d.image_size}"))
+
+    def _plain(self, data: ImageDataset) -> ImageDataset:
+        """``data`` with the evaluation transform (resize only)."""
+        return data.subset(range(len(data)), transform=partial(apply, eval_transform(self.config.data.image_size)))
 
     @staticmethod
     def sample_paths(data: ImageDataset) -> list[Path]:
@@ -347,9 +348,8 @@ class Classifier:
             meta["files"]["torchscript"] = {"path": path.name, "bytes": path.stat().st_size}
         if int8:
             train_set, val_set = self.datasets()
-            train_set.transform = val_set.transform if val_set is not None else train_set.transform
-            calibration = [batch_array(train_set, range(i, min(i + 16, len(train_set), 128)))
-                           for i in range(0, min(len(train_set), 128), 16)]
+            plain, n = self._plain(train_set), min(len(train_set), 128)
+            calibration = [batch_array(plain, range(i, min(i + 16, n))) for i in range(0, n, 16)]
             path = export.quantize_int8(out / "model.onnx", out / "model.int8.onnx", calibration)
             meta["files"]["int8"] = {"path": path.name, "bytes": path.stat().st_size}
             if val_set is not None:
