@@ -45,7 +45,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     args = p.parse_args()
     dataset = default_dataset()
-    train_dir, val_dir = materialize(dataset, train_per_class=args.per_class, val_per_class=args.val_per_class)
+    train_dir, val_dir, _ = materialize(dataset, train_per_class=args.per_class, val_per_class=args.val_per_class)
     work = Path(tempfile.mkdtemp(prefix="visiontl-cache-bench-"))
     cached = run(train_dir, val_dir, "auto", work / "cache", work / "runs", args)  # empty cache: pass included
     recompute = run(train_dir, val_dir, "off", work / "unused", work / "runs", args)

@@ -131,7 +131,7 @@ def main() -> None:
     print(f"classification benchmark on {device}, {dataset_name}, backbone {args.backbone}", file=sys.stderr)
 
     # 1. throughput, interleaved
-    train_dir, _ = materialize(dataset_name, train_per_class=args.per_class, val_per_class=10)
+    train_dir = materialize(dataset_name, train_per_class=args.per_class, val_per_class=10).train
     reference = Classifier(config=ClassifyConfig())
     reference.config.data.train, reference.config.data.val_fraction = str(train_dir), 0.0
     reference.config.data.image_size = args.image_size
@@ -151,7 +151,7 @@ def main() -> None:
     best_plain = max(v for k, v in medians.items() if k != "visiontl")
 
     # 2. transfer value: pretrained vs random init, same recipe
-    acc_train, acc_val = materialize(dataset_name, train_per_class=args.acc_per_class,
+    acc_train, acc_val, _ = materialize(dataset_name, train_per_class=args.acc_per_class,
                                      val_per_class=args.acc_val_per_class)
     accuracy = [accuracy_run(acc_train, acc_val, w, args, out) for w in ("imagenet", "none")]
 

@@ -1,9 +1,14 @@
 """Transfer-learning table (after Kornblith et al. 2019, "Do Better ImageNet Models Transfer
-Better?"): linear probe vs two_phase vs full fine-tuning vs random init, equal epochs.
+Better?"): linear probe vs two_phase vs full fine-tuning vs random init, at equal epochs,
+each cell at its own best learning rate.
 
-    python -m benchmarks strategies [--backbones mobilenet_v2 resnet18 vgg19] [--epochs 5]
+    python -m benchmarks strategies [--backbones mobilenet_v2 resnet18 vgg19] [--epochs 6]
 
-Backbones without offline weights are trained from random init only, and labelled so.
+As in the paper, the learning rate is searched per cell: every setting trains once per rate
+of its grid on ``train``, the rate (and epoch) with the best accuracy on ``tune`` (held out
+of the official training split) is kept, and that model's accuracy on ``test`` (the
+official test split, never looked at before) is reported. Backbones without offline
+weights are trained from random init only, and labelled so.
 """
 from __future__ import annotations
 
@@ -12,76 +17,125 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from visiontl.adapters import Classifier, ClassifyConfig
 from visiontl.backbones import list_backbones
 from visiontl.data.builtin import default_dataset, materialize
+from visiontl.plots import plt
 
 from . import harness
 
-SETTINGS = [  # (label, weights, strategy)
-    ("linear probe (frozen)", "imagenet", "frozen"),
-    ("two_phase", "imagenet", "two_phase"),
-    ("full fine-tuning", "imagenet", "full"),
-    ("random init, full", "none", "full"),
+SETTINGS = [  # (label, weights, strategy, option holding its learning-rate grid)
+    ("linear probe (frozen)", "imagenet", "frozen", "probe_lrs"),
+    ("two_phase", "imagenet", "two_phase", "finetune_lrs"),  # grid of the second phase; head phase at --probe-lr
+    ("full fine-tuning", "imagenet", "full", "finetune_lrs"),
+    ("random init, full", "none", "full", "scratch_lrs"),
 ]
 
 
-def run(backbone: str, weights: str, strategy: str, train_dir: Path, val_dir: Path, args, out: Path) -> dict:
+def run(backbone: str, weights: str, strategy: str, lr: float, splits, args, out: Path) -> dict:
     cfg = ClassifyConfig()
-    cfg.data.train, cfg.data.val, cfg.data.image_size = str(train_dir), str(val_dir), args.image_size
+    cfg.data.train, cfg.data.val, cfg.data.image_size = str(splits.train), str(splits.tune), args.image_size
     cfg.model.backbone, cfg.model.weights = backbone, weights
     cfg.finetune.strategy, cfg.finetune.head_epochs, cfg.finetune.last_n = strategy, max(1, args.epochs // 2), 2
     cfg.finetune.cache_dir = str(out / "cache")
-    # the usual per-setting rates: a probe (and two_phase's head phase) takes a high one,
-    # fine-tuning a low one (two_phase's second phase too), training from scratch in between
-    cfg.optim.lr = (args.probe_lr if strategy in ("frozen", "two_phase") else
-                    args.scratch_lr if weights == "none" else args.finetune_lr)
-    cfg.finetune.phase2_lr_factor = args.finetune_lr / args.probe_lr
+    if strategy == "two_phase":  # the head settles at the probe's rate, then the last groups at `lr`
+        cfg.optim.lr, cfg.finetune.phase2_lr_factor = args.probe_lr, lr / args.probe_lr
+    else:
+        cfg.optim.lr = lr
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = args.epochs, 32, 1
     cfg.train.out_dir, cfg.train.progress = str(out / "runs"), "none"
     t0 = time.perf_counter()
-    history = Classifier(config=cfg).fit()
-    return {"backbone": backbone, "weights": weights, "strategy": strategy, "seconds": time.perf_counter() - t0,
-            "best_accuracy": max(h["val/accuracy"] for h in history)}
+    clf = Classifier(config=cfg)
+    history = clf.fit()  # the model keeps its best epoch on `tune`
+    seconds = time.perf_counter() - t0
+    return {"lr": lr, "seconds": seconds, "tune_accuracy": max(h["val/accuracy"] for h in history),
+            "test_accuracy": clf.evaluate(splits.val)["accuracy"]}
+
+
+def cell(backbone: str, label: str, weights: str, strategy: str, grid: list[float], splits, args, out: Path) -> dict:
+    tries = []
+    for lr in grid:
+        tries.append(run(backbone, weights, strategy, lr, splits, args, out))
+        t = tries[-1]
+        print(f"{backbone:14} {label:24} lr {lr:<8g} tune {t['tune_accuracy']:.4f}  test {t['test_accuracy']:.4f}"
+              f"  ({t['seconds']:.0f} s)", flush=True)
+    best = max(tries, key=lambda t: t["tune_accuracy"])  # first of equals: grids run low to high
+    return {"backbone": backbone, "setting": label, "weights": weights, "strategy": strategy,
+            "lr": best["lr"], "tune_accuracy": best["tune_accuracy"], "test_accuracy": best["test_accuracy"],
+            "tries": tries}
+
+
+def table(rows: list[dict], backbones: list[str]) -> str:
+    lines = [f"| backbone | {' | '.join(s[0] for s in SETTINGS)} |", "|---|" + "---:|" * len(SETTINGS)]
+    for backbone in backbones:
+        cells = []
+        for label, *_ in SETTINGS:
+            r = next(x for x in rows if x["backbone"] == backbone and x["setting"] == label)
+            cells.append("n/a (no offline weights)" if r.get("test_accuracy") is None
+                         else f"{r['test_accuracy']:.3f} (lr {r['lr']:g})")
+        lines.append(f"| {backbone} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], backbones: list[str], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(SETTINGS)
+    for i, (label, *_) in enumerate(SETTINGS):
+        values = [next(x for x in rows if x["backbone"] == b and x["setting"] == label).get("test_accuracy")
+                  for b in backbones]
+        xs = [j + (i - (len(SETTINGS) - 1) / 2) * width for j in range(len(backbones))]
+        bars = ax.bar(xs, [v or 0 for v in values], width, label=label)
+        for bar, v in zip(bars, values):
+            ax.annotate("n/a" if v is None else f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(backbones)), backbones)
+    ax.set_ylabel("test accuracy (best lr on tune)")
+    ax.set_ylim(0, 1.15)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", ncol=len(SETTINGS), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks strategies")
     p.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "resnet18", "vgg19"])
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--per-class", type=int, default=50)
-    p.add_argument("--val-per-class", type=int, default=50)
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--probe-lr", type=float, default=3e-3)
-    p.add_argument("--finetune-lr", type=float, default=3e-4)
-    p.add_argument("--scratch-lr", type=float, default=1e-3)
+    p.add_argument("--per-class", type=int, default=100, help="training images per class")
+    p.add_argument("--tune-per-class", type=int, default=50, help="held-out images per class for the lr choice")
+    p.add_argument("--test-per-class", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--probe-lr", type=float, default=3e-3, help="two_phase's head phase")
+    p.add_argument("--probe-lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
+    p.add_argument("--finetune-lrs", type=float, nargs="+", default=[1e-5, 1e-4, 1e-3])
+    p.add_argument("--scratch-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3])
     args = p.parse_args()
     dataset = default_dataset()
-    train_dir, val_dir = materialize(dataset, train_per_class=args.per_class, val_per_class=args.val_per_class)
+    splits = materialize(dataset, train_per_class=args.per_class, val_per_class=args.test_per_class,
+                         tune_per_class=args.tune_per_class)
     available = {r["name"]: r["weights"] for r in list_backbones()}
     out = Path(tempfile.mkdtemp(prefix="visiontl-strategies-"))
     rows = []
     for backbone in args.backbones:
-        pretrained = available.get(backbone, "") in ("cached",) or available.get(backbone, "").startswith("shipped")
-        for label, weights, strategy in SETTINGS:
+        source = available.get(backbone, "")
+        pretrained = source == "cached" or source.startswith("shipped")
+        for label, weights, strategy, grid in SETTINGS:
             if weights != "none" and not pretrained:
-                rows.append({"backbone": backbone, "setting": label, "best_accuracy": None,
+                rows.append({"backbone": backbone, "setting": label, "test_accuracy": None,
                              "note": "no ImageNet weights offline"})
                 continue
-            r = run(backbone, weights, strategy, train_dir, val_dir, args, out)
-            rows.append({**r, "setting": label})
-            print(f"{backbone:14} {label:24} {r['best_accuracy']:.4f}  ({r['seconds']:.0f} s)", flush=True)
-    path = harness.save("strategies-cpu", {"machine": harness.machine(), "dataset": dataset, "args": vars(args),
-                                           "rows": rows})
-    print(f"\n| backbone | {' | '.join(s[0] for s in SETTINGS)} |")
-    print("|---|" + "---:|" * len(SETTINGS))
-    for backbone in args.backbones:
-        cells = []
-        for label, _, _ in SETTINGS:
-            r = next(x for x in rows if x["backbone"] == backbone and x["setting"] == label)
-            cells.append("n/a (no offline weights)" if r["best_accuracy"] is None else f"{r['best_accuracy']:.3f}")
-        print(f"| {backbone} | {' | '.join(cells)} |")
-    print(f"wrote {path}")
+            rows.append(cell(backbone, label, weights, strategy, sorted(getattr(args, grid)), splits, args, out))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = {"machine": harness.machine(), "dataset": dataset, "args": vars(args), "rows": rows}
+    path = harness.save(f"strategies-{device}", result)
+    title = (f"{dataset}: {args.per_class}/class train, {args.epochs} epochs, {args.image_size} px; "
+             f"lr chosen on {args.tune_per_class}/class held out; test {args.test_per_class}/class")
+    plot(rows, args.backbones, harness.RESULTS / f"strategies-{device}.png", title)
+    print("\n" + table(rows, args.backbones))
+    print(f"wrote {path} and strategies-{device}.png")
 
 
 if __name__ == "__main__":

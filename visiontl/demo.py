@@ -18,7 +18,7 @@ def run(*, dataset: str | None = None, backbone: str = "mobilenet_v2", epochs: i
         val_per_class: int = 50, image_size: int = 64, out_dir: str = "runs/demo") -> dict:
     dataset = dataset or default_dataset()
     out_dir = str(Path(out_dir) / time.strftime("%Y%m%d-%H%M%S"))
-    train_dir, val_dir = materialize(dataset, train_per_class=train_per_class, val_per_class=val_per_class)
+    train_dir, val_dir, _ = materialize(dataset, train_per_class=train_per_class, val_per_class=val_per_class)
     print(f"demo: {dataset}, {train_per_class}/class for training, {val_per_class}/class for validation "
           f"(images in {train_dir.parent})", file=sys.stderr)
     results = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -70,23 +71,41 @@ def default_dataset() -> str:
     return "fashion-mnist" if fashion_mnist_dir() is not None else "digits"
 
 
-def materialize(name: str, *, train_per_class: int, val_per_class: int, seed: int = 0,
-                root: Path | None = None) -> tuple[Path, Path]:
-    """Write a balanced subset as ``<root>/{train,val}/<class>/<n>.png`` (once; reused
-    after). Validation images come from the official test split."""
-    root = root or cache_dir() / "datasets" / f"{name}-{train_per_class}-{val_per_class}-s{seed}"
+class Splits(NamedTuple):
+    train: Path
+    val: Path  # from the official test split
+    tune: Path | None  # held out of the official training split (hyperparameter choice), or None
+
+
+def materialize(name: str, *, train_per_class: int, val_per_class: int, tune_per_class: int = 0, seed: int = 0,
+                root: Path | None = None) -> Splits:
+    """Write a balanced subset as ``<root>/{train,val[,tune]}/<class>/<n>.png`` (once; reused
+    after). Validation images come from the official test split; ``tune`` images (when
+    ``tune_per_class`` > 0) from the official training split, disjoint from ``train``, for
+    choosing hyperparameters without looking at ``val``."""
+    tag = f"-t{tune_per_class}" if tune_per_class else ""
+    root = root or cache_dir() / "datasets" / f"{name}-{train_per_class}-{val_per_class}{tag}-s{seed}"
+    splits = Splits(root / "train", root / "val", root / "tune" if tune_per_class else None)
     done = root / ".complete"
     if done.is_file():
-        return root / "train", root / "val"
+        return splits
     (train_x, train_y), (test_x, test_y), classes = load_arrays(name)
     rng = np.random.default_rng(seed)
-    for split, (x, y), per_class in (("train", (train_x, train_y), train_per_class), ("val", (test_x, test_y), val_per_class)):
-        for c, cname in enumerate(classes):
-            idx = np.flatnonzero(y == c)
-            idx = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
-            folder = root / split / cname
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in idx:
-                Image.fromarray(x[i]).save(folder / f"{i:05d}.png")
+
+    def write(split: str, x: np.ndarray, idx: np.ndarray, cname: str) -> None:
+        folder = root / split / cname
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in idx:
+            Image.fromarray(x[i]).save(folder / f"{i:05d}.png")
+
+    for c, cname in enumerate(classes):
+        pool = np.flatnonzero(train_y == c)
+        idx = rng.choice(pool, size=min(train_per_class + tune_per_class, len(pool)), replace=False)
+        write("train", train_x, idx[:train_per_class], cname)
+        if tune_per_class:
+            write("tune", train_x, idx[train_per_class:], cname)
+    for c, cname in enumerate(classes):
+        pool = np.flatnonzero(test_y == c)
+        write("val", test_x, rng.choice(pool, size=min(val_per_class, len(pool)), replace=False), cname)
     done.touch()
-    return root / "train", root / "val"
+    return splits

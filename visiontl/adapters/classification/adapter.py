@@ -14,14 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from ... import export, plots
-from ...backbones import BACKBONES, Preprocessing, create_backbone, set_bn_eval
-from ...config import from_dict, to_dict
+from ...backbones import Preprocessing, create_backbone
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
 from ...data.images import read_image
 from ...data.transforms import apply, eval_transform, train_transform
-from ...engine import FinetuneConfig, Finetuner, Trainer, load_checkpoint, seed_everything
-from ...engine.finetune import choose
+from ...engine import Finetuner, seed_everything
 from ...engine.trainer import to_device
+from ..base import TaskAdapter
 from .config import ClassifyConfig
 from .deploy import WithProbabilities, batch_array, onnx_accuracy
 from .metrics import confusion_matrix, summarize
@@ -29,7 +28,7 @@ from .model import ClassificationModel
 from .predictions import expand_inputs
 
 
-class Classifier:
+class Classifier(TaskAdapter):
     """Image classification by transfer learning.
 
     Example::
@@ -45,6 +44,8 @@ class Classifier:
     monitor = ("val/accuracy", "max")
     collate = staticmethod(collate)
 
+    config_class = ClassifyConfig
+
     def __init__(self, *, backbone: str = "mobilenet_v2", num_classes: int | None = None,
                  weights: str = "imagenet", strategy: str = "frozen", classes: Sequence[str] | None = None,
                  config: ClassifyConfig | None = None) -> None:
@@ -52,40 +53,18 @@ class Classifier:
         if config is None:
             cfg.model = replace(cfg.model, backbone=backbone, weights=str(weights))
             cfg.finetune = replace(cfg.finetune, strategy=strategy)
-        self.config = cfg
-        if not cfg.model.backbone.startswith("timm:"):
-            BACKBONES.get(cfg.model.backbone)  # an unknown name fails now, listing the valid ones
+        super().__init__(cfg)
         self.classes = list(classes) if classes else None
         if self.classes and num_classes and len(self.classes) != num_classes:
             raise ValueError(f"num_classes={num_classes} but {len(self.classes)} class names given")
         self.num_classes = num_classes or (len(self.classes) if self.classes else None)
-        self.model: ClassificationModel | None = None
-        self.run_dir: Path | None = None
         if self.num_classes:
             self._build()
 
-    # -- construction -----------------------------------------------------------------
-    @classmethod
-    def from_config(cls, config: ClassifyConfig) -> "Classifier":
-        return cls(config=config)
-
-    @classmethod
-    def load(cls, checkpoint: str | Path) -> "Classifier":
-        """A trained classifier from a ``last.pt``/``best.pt`` (no weights download needed)."""
-        ckpt = load_checkpoint(checkpoint)
-        meta = ckpt.get("meta", {})
-        if meta.get("task") != cls.task:
-            raise ValueError(f"{checkpoint}: a {meta.get('task')!r} checkpoint, not a classification one")
-        cfg = from_dict(ClassifyConfig, meta["config"])
-        clf = cls(config=cfg, classes=meta["classes"])
-        clf._build(weights="none", preprocessing=Preprocessing(**meta["preprocessing"]))
-        clf.model.load_state_dict(ckpt["model"])
-        clf.model.eval()
-        clf.run_dir = Path(checkpoint).resolve().parent
-        return clf
-
     def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
         m = self.config.model
+        if self.classes:
+            self.num_classes = len(self.classes)
         seed_everything(self.config.train.seed)  # random-init layers are reproducible too
         backbone = create_backbone(m.backbone, weights=weights or m.weights)
         if preprocessing is not None:
@@ -93,6 +72,9 @@ class Classifier:
         self.model = ClassificationModel(backbone, self.num_classes, hidden=m.hidden, dropout=m.dropout)
         if self.config.finetune.strategy != "auto":  # the model is as its first epoch will train it
             Finetuner(self.config.finetune, self.model).apply(0)
+
+    def _num_outputs(self) -> int:
+        return self.model.head.layers[-1].out_features
 
     # -- data -------------------------------------------------------------------------
     def datasets(self) -> tuple[ImageDataset, ImageDataset | None]:
@@ -123,36 +105,9 @@ class Classifier:
         return image_folder(path, classes=classes, transform=transform, skip_bad=d.skip_bad)
 
     # -- training ---------------------------------------------------------------------
-    def fit(self, data: str | Path | None = None, *, val: str | Path | None = None, epochs: int | None = None,
-            lr: float | None = None, batch_size: int | None = None, image_size: int | None = None,
-            out_dir: str | None = None, callbacks: tuple = ()) -> list[dict]:
-        """Train on ``data`` (folder or CSV); returns the per-epoch metrics. The model keeps
-        the best epoch's weights; the run directory is ``self.run_dir``."""
-        c = self.config
-        if data is not None:
-            c.data.train = str(data)
-        if val is not None:
-            c.data.val = str(val)
-        for section, key, value in (("train", "epochs", epochs), ("optim", "lr", lr), ("train", "batch_size", batch_size),
-                                    ("data", "image_size", image_size), ("train", "out_dir", out_dir)):
-            if value is not None:
-                setattr(getattr(c, section), key, value)
-        train_set, val_set = self.datasets()
-        if self.classes and self.classes != train_set.classes and self.model is not None:
-            raise ValueError(f"{c.data.train}: classes {train_set.classes} differ from the model's {self.classes}")
-        self.classes = train_set.classes
-        if self.model is None or self.model.head.layers[-1].out_features != len(self.classes):
-            self.num_classes = len(self.classes)
-            self._build()
+    def prepare(self, train_set: ImageDataset) -> None:
+        super().prepare(train_set)
         self._class_weights = self._weights_for(train_set)
-        self._val_set = val_set
-        finetune, why = self.resolve_finetune(len(train_set))
-        if c.finetune.strategy == "auto":
-            print(why, file=sys.stderr)
-        trainer = Trainer(self, c.train, c.optim, finetune=finetune, callbacks=callbacks)
-        history = trainer.fit(train_set, val_set)
-        self.run_dir = trainer.run_dir
-        return history
 
     def _weights_for(self, train_set: ImageDataset) -> torch.Tensor | None:
         w = self.config.loss.class_weights
@@ -165,31 +120,7 @@ class Classifier:
             raise ValueError(f"loss.class_weights has {len(w)} entries for {len(self.classes)} classes")
         return torch.tensor(w, dtype=torch.float32)
 
-    def resolve_finetune(self, n_images: int) -> tuple[FinetuneConfig, str]:
-        """The configured strategy, with ``auto`` decided from the data, and why."""
-        return choose(self.config.finetune, n_images=n_images, n_classes=len(self.classes),
-                      n_groups=len(self.model.backbone.layer_groups()))
-
-    def plan(self, data: str | Path | None = None) -> str:
-        """The dry-run: the fine-tuning plan per phase (groups, trainable, BN mode, LR, size),
-        without training. Example: ``print(Classifier(strategy="two_phase").plan("data/"))``"""
-        if data is not None:
-            self.config.data.train = str(data)
-        train_set, _ = self.datasets()
-        if self.model is None or self.classes != train_set.classes:
-            self.classes, self.num_classes = train_set.classes, len(train_set.classes)
-            self._build()
-        ft, why = self.resolve_finetune(len(train_set))
-        header = (f"{self.config.model.backbone} ({self.model.backbone.weights_source}), {len(train_set)} training "
-                  f"images, {len(self.classes)} classes; {why}; optim.lr {self.config.optim.lr:g} "
-                  f"(before the schedule)")
-        return header + "\n" + Finetuner(ft, self.model).table(self.config.train.epochs, self.config.optim.lr)
-
     # -- what the engine calls ----------------------------------------------------------
-    def train_mode(self, model) -> None:
-        model.train()
-        set_bn_eval(model)  # frozen BatchNorm keeps its running statistics
-
     def training_step(self, model, batch) -> dict:
         images, labels = batch
         logits = model(images)
@@ -243,11 +174,6 @@ class Classifier:
     @staticmethod
     def sample_labels(data: ImageDataset) -> list[int]:
         return [label for _, label in data.samples]
-
-    def checkpoint_meta(self) -> dict:
-        return {"task": self.task, "config": to_dict(self.config), "classes": self.classes,
-                "backbone": self.config.model.backbone, "preprocessing": self.model.backbone.preprocessing.to_dict(),
-                "weights_source": self.model.backbone.weights_source}
 
     def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float, final: dict | None = None) -> None:
         """Plots, numbers and a summary. The engine has restored the best epoch's weights and
