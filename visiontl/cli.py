@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a task from a YAML recipe")
-    t.add_argument("task", help="classify")
+    t.add_argument("task", help="classify | detect")
     t.add_argument("-c", "--config", help="YAML config (see configs/)")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4 train.epochs=5")
     t.add_argument("--resume", help="continue from a last.pt (same as train.resume=PATH)")
@@ -31,13 +31,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="print the fine-tuning plan (groups, trainable, BN mode, LR, size) and stop")
     v = sub.add_parser("val", help="evaluate a checkpoint on a dataset")
     v.add_argument("checkpoint")
-    v.add_argument("--data", help="folder or CSV (default: the run's validation data)")
-    v.add_argument("--out", help="where to write the confusion matrix and prediction grid")
+    v.add_argument("--data", help="classification: folder or CSV; detection: data.yaml, COCO .json or YOLO "
+                                   "folder (default: the run's validation data)")
+    v.add_argument("--out", help="where to write the plots (confusion matrix / PR curve, prediction grid)")
     pr = sub.add_parser("predict", help="predict images, folders or .txt lists of paths")
     pr.add_argument("checkpoint")
     pr.add_argument("inputs", nargs="+")
-    pr.add_argument("--topk", type=int, default=5)
-    pr.add_argument("--out", help="folder for predictions.csv / predictions.json (default: print only)")
+    pr.add_argument("--topk", type=int, default=5, help="classification: labels per image")
+    pr.add_argument("--conf", type=float, help="detection: score threshold (default: the run's eval.predict_conf)")
+    pr.add_argument("--out", help="folder for predictions.csv / predictions.json (detection: also images with "
+                                  "boxes drawn; default: print only)")
     ex = sub.add_parser("export", help="ONNX / TorchScript (and int8 ONNX) of a trained model, with its metadata")
     ex.add_argument("checkpoint")
     ex.add_argument("--formats", nargs="+", default=["onnx", "torchscript"], choices=["onnx", "torchscript"])
@@ -133,7 +136,7 @@ def _run(args) -> int:
         out = args.out or str(Path(args.checkpoint).resolve().parent / "val")
         metrics = model.evaluate(data, out_dir=out)
         print(json.dumps(metrics, indent=1))
-        print(f"confusion matrix and prediction grid: {out}")
+        print(f"plots and tables: {out}")
         return 0
     if args.command == "cache":
         from .engine import feature_cache as fc
@@ -165,14 +168,8 @@ def _run(args) -> int:
         print(f"metadata: {out / 'model.json'}")
         return 0
     if args.command == "predict":
-        from .adapters.classification import print_predictions, write_predictions
-
         model = _load(args.checkpoint)
-        results = model.predict(args.inputs, topk=args.topk)
-        print_predictions(results)
-        if args.out:
-            for path in write_predictions(results, args.out):
-                print(f"wrote {path}", file=sys.stderr)
+        model.predict_to(args.inputs, out_dir=args.out, topk=args.topk, conf=args.conf)
         return 0
     raise AssertionError(args.command)
 

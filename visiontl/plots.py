@@ -75,3 +75,50 @@ def _save(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def pr_curves(recall: np.ndarray, precision: np.ndarray, classes: Sequence[str], ap50: Sequence[float],
+              path: str | Path) -> Path:
+    """Precision–recall at IoU 0.5, one curve per class and their mean."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for curve, name, ap in zip(precision, classes, ap50):
+        ax.plot(recall, curve, lw=1, label=f"{name} {ap:.3f}")
+    if len(classes) > 1:
+        ax.plot(recall, np.mean(precision, 0), lw=2.5, color="black", label=f"all classes {np.mean(ap50):.3f} mAP50")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="precision–recall (IoU 0.5)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return _save(fig, path)
+
+
+def bars(names: Sequence[str], values: Sequence[float], path: str | Path, *, ylabel: str, title: str = "") -> Path:
+    """One bar per name, its value written on it (per-class AP / IoU)."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(names) + 2), 4))
+    drawn = ax.bar(range(len(names)), values, color="tab:blue")
+    for bar, v in zip(drawn, values):
+        ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                    fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
+    ax.set(ylabel=ylabel, ylim=(0, 1.05), title=title)
+    return _save(fig, path)
+
+
+def draw_boxes(image: np.ndarray, boxes: np.ndarray, *, labels: Sequence[str] = (), color=(255, 0, 0),
+               width: int = 2) -> np.ndarray:
+    """A copy of RGB ``image`` with xyxy ``boxes`` drawn, each captioned by its label."""
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(image).convert("RGB")
+    draw = ImageDraw.Draw(im)
+    for k, box in enumerate(np.asarray(boxes).reshape(-1, 4).tolist()):
+        draw.rectangle(box, outline=tuple(color), width=width)
+        if k < len(labels) and labels[k]:
+            draw.text((box[0] + 2, max(0, box[1] - 11)), labels[k], fill=tuple(color))
+    return np.asarray(im)
+
+
+def save_image(image: np.ndarray, path: str | Path) -> Path:
+    from PIL import Image
+
+    Image.fromarray(image).save(path)
+    return Path(path)

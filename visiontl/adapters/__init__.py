@@ -1,8 +1,41 @@
-"""Task adapters, one per task. ``TASKS`` maps a task name to (adapter, config class)."""
-from .classification import Classifier, ClassifyConfig
+"""Task adapters, one per task. ``TASKS`` maps a task name to (adapter, config class).
 
-TASKS = {
-    "classify": (Classifier, ClassifyConfig),
+Adapters import on first use: ultralytics, say, loads only when detection is asked for.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+_WHERE = {  # task → (module, adapter class, config class)
+    "classify": (".classification", "Classifier", "ClassifyConfig"),
+    "detect": (".detection", "Detector", "DetectConfig"),
 }
 
-__all__ = ["TASKS", "Classifier", "ClassifyConfig"]
+
+class _Tasks(Mapping):
+    def __getitem__(self, task: str) -> tuple[type, type]:
+        if task not in _WHERE:
+            raise KeyError(f"unknown task {task!r}; valid tasks: {', '.join(_WHERE)}")
+        module, adapter, config = _WHERE[task]
+        m = importlib.import_module(module, __name__)
+        return getattr(m, adapter), getattr(m, config)
+
+    def __iter__(self):
+        return iter(_WHERE)
+
+    def __len__(self) -> int:
+        return len(_WHERE)
+
+
+TASKS = _Tasks()
+
+
+def __getattr__(name: str):
+    for task, (_, adapter, config) in _WHERE.items():
+        if name in (adapter, config):
+            return TASKS[task][0 if name == adapter else 1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["TASKS", *(n for _, a, c in _WHERE.values() for n in (a, c))]

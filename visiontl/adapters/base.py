@@ -8,12 +8,17 @@ model (``_build``), its steps and metrics, ``on_fit_end``, ``evaluate``, ``predi
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import torch
+
+from .. import plots
 from ..backbones import BACKBONES, Preprocessing, set_bn_eval
 from ..config import from_dict, to_dict
 from ..engine import FinetuneConfig, Finetuner, Trainer, load_checkpoint
 from ..engine.finetune import choose
+from ..engine.trainer import to_device
 
 
 class TaskAdapter:
@@ -21,7 +26,14 @@ class TaskAdapter:
     config_class: type = object
     monitor: tuple[str, str] = ("val/loss", "min")
 
-    def __init__(self, config) -> None:
+    def __init__(self, config=None, *, backbone: str = "", weights: str = "", strategy: str = "") -> None:
+        """``config`` as given, or the task's defaults with the keyword arguments applied."""
+        if config is None:
+            config = self.config_class()
+            config.model = replace(config.model, **({"backbone": backbone} if backbone else {}),
+                                   **({"weights": str(weights)} if weights else {}))
+            if strategy:
+                config.finetune = replace(config.finetune, strategy=strategy)
         self.config = config
         backbone = config.model.backbone
         if backbone and not backbone.startswith("timm:"):
@@ -30,6 +42,7 @@ class TaskAdapter:
         self.model = None
         self.run_dir: Path | None = None
         self._val_set = None
+        self.checkpoint: dict | None = None
 
     @classmethod
     def from_config(cls, config) -> "TaskAdapter":
@@ -44,6 +57,7 @@ class TaskAdapter:
             raise ValueError(f"{checkpoint}: a {meta.get('task')!r} checkpoint, not a {cls.task!r} one")
         obj = cls(config=from_dict(cls.config_class, meta["config"]))
         obj.classes = list(meta["classes"])
+        obj.checkpoint = meta  # what _build may need besides the config (e.g. an architecture)
         preprocessing = Preprocessing(**meta["preprocessing"]) if meta.get("preprocessing") else None
         obj._build(weights="none", preprocessing=preprocessing)
         obj.model.load_state_dict(ckpt["model"])
@@ -61,6 +75,16 @@ class TaskAdapter:
     def _num_outputs(self) -> int:
         """Classes the current model predicts (to rebuild it when the data has others)."""
         raise NotImplementedError
+
+    def eval_dataset(self, data):
+        """A dataset of ``data`` (a path in one of the task's formats) with the evaluation transform."""
+        raise NotImplementedError
+
+    def _write_eval(self, out_dir: Path, data) -> None:
+        """The task's evaluation plots and tables of the last validation pass."""
+        raise NotImplementedError
+
+    summary_files = "config.yaml last.pt best.pt metrics.csv curves.png"
 
     def _set_data(self, data, val) -> None:
         if data is not None:
@@ -119,6 +143,37 @@ class TaskAdapter:
     def describe_model(self) -> str:
         return f"{self.config.model.backbone} ({self.model.backbone.weights_source})"
 
+    # -- evaluation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, data, *, out_dir: str | Path | None = None, batch_size: int = 32) -> dict[str, float]:
+        """The task's metrics on ``data`` (a path or a dataset); with ``out_dir`` also its
+        plots and tables (confusion matrix or PR curve, per-class numbers, a prediction grid)."""
+        if isinstance(data, (str, Path)):
+            data = self.eval_dataset(data)
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=self.collate,
+                                             num_workers=min(2, self.config.train.num_workers))
+        metrics = self.validation_metrics([self.validation_step(self.model, to_device(b, device, False))
+                                           for b in loader])
+        if out_dir is not None:
+            self._write_eval(Path(out_dir), data)
+        return metrics
+
+    def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float, final: dict | None = None) -> None:
+        """Plots, numbers and ``summary.txt``. The engine has restored the best epoch's weights
+        and validated them (``final``), so the evaluation plots need no new pass."""
+        plots.curves(history, run_dir / "curves.png")
+        lines = [f"visiontl {self.task} run: {run_dir}",
+                 f"model {self.describe_model()}, fine-tuning {self.config.finetune.strategy}, {len(self.classes)} "
+                 f"classes, {self.config.data.image_size} px", f"epochs {len(history)}, {elapsed:.1f} s"]
+        if self._val_set is not None:
+            metrics = final if final is not None else self.evaluate(self._val_set)
+            self._write_eval(run_dir, self._val_set)
+            lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        lines.append(f"files: {self.summary_files}")
+        (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
+
     # -- what the engine calls ----------------------------------------------------------
     def train_mode(self, model) -> None:
         model.train()
@@ -126,7 +181,8 @@ class TaskAdapter:
 
     def checkpoint_meta(self) -> dict:
         backbone = getattr(self.model, "backbone", None)
+        preprocessing = getattr(backbone, "preprocessing", None)  # None: the model normalises itself
         return {"task": self.task, "config": to_dict(self.config), "classes": self.classes,
                 "backbone": self.config.model.backbone,
-                "preprocessing": backbone.preprocessing.to_dict() if backbone is not None else None,
-                "weights_source": backbone.weights_source if backbone is not None else None}
+                "preprocessing": preprocessing.to_dict() if preprocessing is not None else None,
+                "weights_source": getattr(backbone, "weights_source", None)}

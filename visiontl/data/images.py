@@ -66,3 +66,22 @@ def to_rgb8(im: Image.Image) -> np.ndarray:
 
 def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def expand_inputs(inputs) -> list[Path]:
+    """An image, a folder (recursively), a ``.txt`` list of paths, or a list of these."""
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    paths: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = list_images(item)
+            if not found:
+                raise FileNotFoundError(f"{item}: folder has no images")
+            paths += found
+        elif item.suffix.lower() == ".txt" and item.is_file():
+            paths += [Path(line.strip()) for line in item.read_text().splitlines() if line.strip()]
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such image or folder")
+    return paths

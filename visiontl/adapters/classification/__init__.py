@@ -1,5 +1,5 @@
 from .adapter import Classifier
-from .predictions import expand_inputs, print_predictions, write_predictions
+from .predictions import print_predictions, write_predictions
 from .config import ClassifyConfig
 
-__all__ = ["Classifier", "ClassifyConfig", "expand_inputs", "print_predictions", "write_predictions"]
+__all__ = ["Classifier", "ClassifyConfig", "print_predictions", "write_predictions"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -16,16 +16,15 @@ import torch.nn.functional as F
 from ... import export, plots
 from ...backbones import Preprocessing, create_backbone
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
-from ...data.images import read_image
+from ...data.images import expand_inputs, read_image
 from ...data.transforms import apply, eval_transform, train_transform
 from ...engine import Finetuner, seed_everything
-from ...engine.trainer import to_device
 from ..base import TaskAdapter
 from .config import ClassifyConfig
 from .deploy import WithProbabilities, batch_array, onnx_accuracy
 from .metrics import confusion_matrix, summarize
 from .model import ClassificationModel
-from .predictions import expand_inputs
+from .predictions import print_predictions, write_predictions
 
 
 class Classifier(TaskAdapter):
@@ -49,11 +48,7 @@ class Classifier(TaskAdapter):
     def __init__(self, *, backbone: str = "mobilenet_v2", num_classes: int | None = None,
                  weights: str = "imagenet", strategy: str = "frozen", classes: Sequence[str] | None = None,
                  config: ClassifyConfig | None = None) -> None:
-        cfg = config or ClassifyConfig()
-        if config is None:
-            cfg.model = replace(cfg.model, backbone=backbone, weights=str(weights))
-            cfg.finetune = replace(cfg.finetune, strategy=strategy)
-        super().__init__(cfg)
+        super().__init__(config, backbone=backbone, weights=weights, strategy=strategy)
         self.classes = list(classes) if classes else None
         if self.classes and num_classes and len(self.classes) != num_classes:
             raise ValueError(f"num_classes={num_classes} but {len(self.classes)} class names given")
@@ -175,39 +170,13 @@ class Classifier(TaskAdapter):
     def sample_labels(data: ImageDataset) -> list[int]:
         return [label for _, label in data.samples]
 
-    def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float, final: dict | None = None) -> None:
-        """Plots, numbers and a summary. The engine has restored the best epoch's weights and
-        validated them (``final``), so the confusion matrix and grid need no new pass."""
-        plots.curves(history, run_dir / "curves.png")
-        lines = [f"visiontl classification run: {run_dir}",
-                 f"backbone {self.config.model.backbone} (weights: {self.model.backbone.weights_source}), "
-                 f"fine-tuning {self.config.finetune.strategy}, {len(self.classes)} classes",
-                 f"epochs {len(history)}, {elapsed:.1f} s"]
-        if self._val_set is not None:
-            metrics = final if final is not None else self.evaluate(self._val_set)
-            self._write_eval(run_dir, self._val_set)
-            lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        lines.append("files: config.yaml last.pt best.pt metrics.csv curves.png confusion_matrix.png/.csv "
-                     "val_predictions.png")
-        (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
-
     # -- evaluation and prediction --------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, data: str | Path | ImageDataset, *, out_dir: str | Path | None = None,
-                 batch_size: int = 64) -> dict[str, float]:
-        """Metrics on a folder/CSV (or dataset); with ``out_dir``, also the confusion matrix
-        (PNG + CSV) and a grid of validation predictions, worst first."""
-        if not isinstance(data, ImageDataset):
-            data = self._dataset(str(data), self.classes, partial(apply, eval_transform(self.config.data.image_size)))
-        device = next(self.model.parameters()).device
-        self.model.eval()
-        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=collate,
-                                             num_workers=min(2, self.config.train.num_workers))
-        outs = [self.validation_step(self.model, to_device(b, device, False)) for b in loader]
-        metrics = self.validation_metrics(outs)
-        if out_dir is not None:
-            self._write_eval(Path(out_dir), data)
-        return metrics
+    summary_files = ("config.yaml last.pt best.pt metrics.csv curves.png confusion_matrix.png/.csv "
+                     "val_predictions.png")
+
+    def eval_dataset(self, data: str | Path) -> ImageDataset:
+        """A folder or CSV with the evaluation transform (resize only)."""
+        return self._dataset(str(data), self.classes, partial(apply, eval_transform(self.config.data.image_size)))
 
     def _write_eval(self, out_dir: Path, data: ImageDataset) -> None:
         probs, labels, cm = self._last_val
@@ -246,6 +215,15 @@ class Classifier(TaskAdapter):
                 results.append({"path": str(p), "labels": [self.classes[j] for j in i], "scores": s})
         return results
 
+
+    def predict_to(self, inputs, *, out_dir: str | Path | None = None, topk: int = 5, **_) -> list[dict]:
+        """``visiontl predict``: print the top-k; with ``out_dir`` write predictions.csv/.json."""
+        results = self.predict(inputs, topk=topk)
+        print_predictions(results)
+        if out_dir is not None:
+            for path in write_predictions(results, out_dir):
+                print(f"wrote {path}", file=sys.stderr)
+        return results
 
     # -- export ---------------------------------------------------------------------------
     def export(self, out_dir: str | Path, *, formats: Sequence[str] = ("onnx", "torchscript"),

@@ -1,31 +1,10 @@
-"""Prediction inputs and outputs: images, folders and lists in; CSV, JSON and text out."""
+"""Prediction outputs: CSV, JSON and text."""
 from __future__ import annotations
 
 import csv
 import json
 import sys
 from pathlib import Path
-
-from ...data.images import list_images
-
-
-def expand_inputs(inputs) -> list[Path]:
-    """An image, a folder (recursively), a ``.txt`` list of paths, or a list of these."""
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    paths: list[Path] = []
-    for item in map(Path, items):
-        if item.is_dir():
-            found = list_images(item)
-            if not found:
-                raise FileNotFoundError(f"{item}: folder has no images")
-            paths += found
-        elif item.suffix.lower() == ".txt" and item.is_file():
-            paths += [Path(line.strip()) for line in item.read_text().splitlines() if line.strip()]
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise FileNotFoundError(f"{item}: no such image or folder")
-    return paths
 
 
 def write_predictions(results: list[dict], out: str | Path) -> list[Path]:

@@ -1,0 +1,152 @@
+"""Detection transfer value and speed on real aerial images (deepforest tree crowns):
+
+    python -m benchmarks detection [--epochs 30] [--image-size 192]
+
+Side by side, same crops, image size, epochs and batch size:
+1. visiontl detector, mobilenet_v2 with the offline ImageNet weights;
+2. the same from random init (the value of the pretrained backbone);
+3. ultralytics YOLOv8n from its yaml (no pretrained weights exist offline), trained by
+   ultralytics' own trainer with its default recipe.
+
+All three are scored by the same code (visiontl's COCO-style metrics, checked against
+pycocotools in the tests) on the same validation crops; ultralytics' own number for
+YOLOv8n is kept beside it. Training throughput counts training epochs only (no
+validation): visiontl's per-epoch images/s, and ultralytics' epochs timed by callbacks.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from visiontl.data.trees import materialize_trees
+
+from . import harness
+
+
+def visiontl_run(data_yaml: Path, weights: str, args, out: Path) -> dict:
+    from visiontl.adapters import DetectConfig, Detector
+
+    cfg = DetectConfig()
+    cfg.data.yaml, cfg.data.image_size = str(data_yaml), args.image_size
+    cfg.data.augment.vflip, cfg.data.augment.mosaic = 0.5, args.mosaic
+    cfg.model.backbone, cfg.model.weights = "mobilenet_v2", weights
+    cfg.finetune.strategy = "full"
+    cfg.optim.lr, cfg.optim.warmup_epochs = args.lr, 1.0
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = args.epochs, args.batch_size, args.workers
+    cfg.train.out_dir, cfg.train.progress = str(out / "runs"), "log"
+    cfg.train.name = f"visiontl-mobilenet_v2-{weights}"
+    det = Detector(config=cfg)
+    t0 = time.perf_counter()
+    history = det.fit()
+    seconds = time.perf_counter() - t0
+    final = det.evaluate(det.datasets()[1])
+    return {"model": f"visiontl mobilenet_v2 ({'ImageNet' if weights != 'none' else 'random init'})",
+            "weights": det.model.backbone.weights_source, "seconds": seconds,
+            "train_images_per_s": statistics.median(h["train/images_per_s"] for h in history),
+            "mAP50-95": final["mAP50-95"], "mAP50": final["mAP50"], "run_dir": str(det.run_dir),
+            "history": history}
+
+
+def ultralytics_run(data_yaml: Path, args, out: Path) -> dict:
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(out / "ultralytics-settings"))
+    font = Path(os.environ["YOLO_CONFIG_DIR"]) / "Arial.ttf"  # else ultralytics fetches one
+    if not font.exists():
+        import matplotlib
+
+        font.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font)
+    from ultralytics import YOLO
+
+    from visiontl.adapters import DetectConfig, Detector
+
+    n_train = len(list((data_yaml.parent / "images" / "train").glob("*.png")))
+    epoch_seconds: list[float] = []
+    model = YOLO("yolov8n.yaml")
+    marks = {}
+    model.add_callback("on_train_epoch_start", lambda trainer: marks.__setitem__("t", time.perf_counter()))
+    model.add_callback("on_train_epoch_end", lambda trainer: epoch_seconds.append(time.perf_counter() - marks["t"]))
+    t0 = time.perf_counter()
+    model.train(data=str(data_yaml), epochs=args.epochs, imgsz=args.image_size, batch=args.batch_size,
+                workers=args.workers, device="cuda:0" if torch.cuda.is_available() else "cpu", pretrained=False,
+                project=str(out / "ultralytics"), name="yolov8n", plots=False, seed=0, deterministic=False,
+                verbose=False, amp=torch.cuda.is_available())
+    seconds = time.perf_counter() - t0
+    best = Path(model.trainer.best)
+    own = model.trainer.metrics
+    # the same scorer as the visiontl rows: YOLOv8n's best weights in visiontl's evaluation
+    cfg = DetectConfig()
+    cfg.data.yaml, cfg.data.image_size, cfg.model.ultralytics = str(data_yaml), args.image_size, str(best)
+    det = Detector(config=cfg, classes=["tree"])
+    final = det.evaluate(det.datasets()[1])
+    return {"model": "ultralytics YOLOv8n (from yolov8n.yaml, its own trainer)", "weights": "random init",
+            "seconds": seconds, "train_images_per_s": statistics.median(n_train / s for s in epoch_seconds[1:] or epoch_seconds),
+            "mAP50-95": final["mAP50-95"], "mAP50": final["mAP50"],
+            "ultralytics_own_mAP50-95": float(own.get("metrics/mAP50-95(B)", float("nan"))),
+            "ultralytics_own_mAP50": float(own.get("metrics/mAP50(B)", float("nan"))), "run_dir": str(best.parent.parent)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks detection")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--image-size", type=int, default=192)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3, help="visiontl (AdamW, cosine)")
+    p.add_argument("--mosaic", type=float, default=0.5, help="visiontl's mosaic probability")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--only", nargs="+", choices=["pretrained", "random", "yolov8n"],
+                   default=["pretrained", "random", "yolov8n"])
+    args = p.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    data_yaml = materialize_trees(args.image_size)
+    out = Path(tempfile.mkdtemp(prefix="visiontl-det-bench-"))
+    print(f"detection benchmark on {device}: {data_yaml.parent}", flush=True)
+    rows = []
+    if "pretrained" in args.only:
+        rows.append(visiontl_run(data_yaml, "imagenet", args, out))
+    if "random" in args.only:
+        rows.append(visiontl_run(data_yaml, "none", args, out))
+    if "yolov8n" in args.only:
+        rows.append(ultralytics_run(data_yaml, args, out))
+    reference = next((r for r in rows if "YOLOv8n" in r["model"]), None)
+    for r in rows:
+        if reference is not None:
+            r["throughput_vs_yolov8n"] = r["train_images_per_s"] / reference["train_images_per_s"]
+    result = {"machine": harness.machine(), "device": device, "data": str(data_yaml), "args": vars(args), "rows": rows}
+    path = harness.save(f"detection-{device}", {**result, "rows": [{k: v for k, v in r.items() if k != "history"}
+                                                                   for r in rows]})
+    curves = [r for r in rows if "history" in r]
+    if curves:
+        from visiontl.plots import plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in curves:
+            ax.plot([h["epoch"] for h in r["history"]], [h["val/mAP50-95"] for h in r["history"]], marker="o",
+                    ms=3, label=r["model"])
+        if reference is not None:
+            ax.axhline(reference["mAP50-95"], color="gray", ls="--", label=f"{reference['model']} (final)")
+        ax.set(xlabel="epoch", ylabel="val mAP50-95", title=f"tree crowns, {args.image_size} px, {device}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(harness.RESULTS / f"detection-{device}.png", dpi=120)
+        plt.close(fig)
+    print("\n| model | mAP50-95 | mAP50 | train images/s | vs YOLOv8n | wall s |\n|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ratio = f"{r['throughput_vs_yolov8n']:.2f}×" if "throughput_vs_yolov8n" in r else "-"
+        print(f"| {r['model']} | {r['mAP50-95']:.3f} | {r['mAP50']:.3f} | {r['train_images_per_s']:.1f} | {ratio} | "
+              f"{r['seconds']:.0f} |")
+    if reference is not None:
+        print(f"(ultralytics' own scoring of YOLOv8n: mAP50-95 {reference['ultralytics_own_mAP50-95']:.3f}, "
+              f"mAP50 {reference['ultralytics_own_mAP50']:.3f})")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""The detection task adapter: data, model, loss, steps, metrics, predict, plots, export."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from ultralytics.utils.nms import non_max_suppression
+
+from ... import export, plots
+from ...backbones import Preprocessing, create_backbone
+from ...data.classification import DataError
+from ...data.detect_transforms import DetectEval, DetectTrain, letterbox, unletterbox
+from ...data.detection import (DetectionDataset, coco_samples, collate, print_report, read_data_yaml, yolo_images,
+                               yolo_samples)
+from ...data.images import expand_inputs, read_image
+from ...engine import Finetuner, seed_everything
+from ..base import TaskAdapter
+from .config import DetectConfig
+from .loss import DetectionLoss
+from .metrics import match, summarize
+from .model import DetectionModel
+from .native import NativeDetector, build_native
+
+
+class Detector(TaskAdapter):
+    """YOLO-style object detection on any registry backbone (or a native ultralytics model).
+
+    Example::
+
+        det = Detector(backbone="mobilenet_v2", strategy="two_phase")
+        det.fit("data/trees/data.yaml", epochs=30, image_size=320)   # YOLO txt; or a COCO .json
+        det.evaluate("data/trees/data.yaml")                          # precision, recall, mAP50, mAP50-95
+        det.predict("field/", out_dir="preds")                        # JSON/CSV + images with boxes
+        det = Detector.load("runs/detect-…/best.pt")
+    """
+
+    task = "detect"
+    config_class = DetectConfig
+    monitor = ("val/mAP50-95", "max")
+    collate = staticmethod(collate)
+
+    def __init__(self, *, backbone: str = "mobilenet_v2", weights: str = "imagenet", strategy: str = "full",
+                 classes: Sequence[str] | None = None, config: DetectConfig | None = None) -> None:
+        super().__init__(config, backbone=backbone, weights=weights, strategy=strategy)
+        self.classes = list(classes) if classes else None
+        if self.classes:
+            self._build()
+
+    def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
+        m = self.config.model
+        seed_everything(self.config.train.seed)
+        if m.ultralytics:
+            architecture = (self.checkpoint or {}).get("architecture")
+            self.model = (NativeDetector(architecture, len(self.classes), m.ultralytics) if architecture
+                          else build_native(m.ultralytics, len(self.classes)))
+        else:
+            backbone = create_backbone(m.backbone, weights=weights or m.weights)
+            if preprocessing is not None:
+                backbone.preprocess.set(preprocessing)
+            self.model = DetectionModel(backbone, len(self.classes), width=m.width)
+        self.criterion = DetectionLoss(self.model.head, self.config.loss)
+        if self.config.finetune.strategy != "auto":
+            Finetuner(self.config.finetune, self.model).apply(0)
+
+    def _num_outputs(self) -> int:
+        return self.model.head.nc
+
+    def checkpoint_meta(self) -> dict:
+        meta = super().checkpoint_meta()
+        if isinstance(self.model, NativeDetector):  # rebuilt from this, the source file not needed
+            meta["architecture"] = self.model.architecture
+        return meta
+
+    def describe_model(self) -> str:
+        m = self.config.model
+        return f"ultralytics {m.ultralytics}" if m.ultralytics else super().describe_model()
+
+    # -- data -------------------------------------------------------------------------
+    def _set_data(self, data, val) -> None:
+        if data is not None and str(data).endswith((".yaml", ".yml")):
+            self.config.data.yaml, data = str(data), None
+        super()._set_data(data, val)
+
+    def read(self, split: str, classes: list[str] | None = None) -> tuple[list, list[str], object] | None:
+        """(samples, class names, label report) of ``split`` ('train' or 'val'), or None."""
+        d = self.config.data
+        if d.yaml:
+            spec = read_data_yaml(d.yaml)
+            entry = spec[split] if not getattr(d, split) else getattr(d, split)
+            if not entry:
+                return None
+            samples, report = yolo_samples(yolo_images(spec["root"], entry), spec["names"], f"{d.yaml} ({split})")
+            return samples, spec["names"], report
+        source = getattr(d, split)
+        if not source:
+            if split == "train":
+                raise ValueError("no training data: set data.yaml (an ultralytics data.yaml) or data.train "
+                                 "(a YOLO images folder with data.names, or a COCO .json)")
+            return None
+        if source.endswith(".json"):
+            return coco_samples(source, getattr(d, f"{split}_images"), classes)
+        names = classes or list(d.names)
+        if not names:
+            raise ValueError(f"{source}: a YOLO folder needs its class names: data.names=[...] or a data.yaml")
+        samples, report = yolo_samples(yolo_images(Path("."), source), names, source)
+        return samples, names, report
+
+    def datasets(self) -> tuple[DetectionDataset, DetectionDataset | None]:
+        d = self.config.data
+        samples, names, report = self.read("train")
+        print_report(report)
+        train = DetectionDataset(samples, names, DetectTrain(d.image_size, d.augment), report)
+        val_read = self.read("val", names)
+        if val_read is not None:
+            if val_read[1] != names:
+                raise DataError(f"validation classes {val_read[1]} differ from training classes {names}")
+            print_report(val_read[2])
+            return train, DetectionDataset(val_read[0], names, DetectEval(d.image_size), val_read[2])
+        if d.val_fraction <= 0:
+            return train, None
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.train.seed)).tolist()
+        n_val = max(1, round(d.val_fraction * len(order)))
+        return train.subset(order[n_val:]), train.subset(order[:n_val], transform=DetectEval(d.image_size))
+
+    # -- what the engine calls ----------------------------------------------------------
+    def training_step(self, model, batch) -> dict:
+        loss, parts = self.criterion(model(batch["img"]), batch)
+        return {"loss": loss, **parts}
+
+    def validation_step(self, model, batch) -> dict:
+        decoded, raw = model(batch["img"])
+        loss, _ = self.criterion(raw, batch)
+        e = self.config.eval
+        detections = non_max_suppression(decoded.float(), conf_thres=e.conf, iou_thres=e.iou, max_det=e.max_det)
+        out = {"loss": loss.detach() * len(detections), "n": len(detections), "tp": [], "conf": [], "pred_cls": [],
+               "target_cls": [], "detections": []}
+        for det, boxes, labels in zip(detections, batch["boxes"], batch["labels"]):
+            det = det.float()
+            out["tp"].append(match(det[:, :4], det[:, 4], det[:, 5], boxes, labels).numpy())
+            out["conf"].append(det[:, 4].cpu().numpy())
+            out["pred_cls"].append(det[:, 5].cpu().numpy())
+            out["target_cls"].append(labels.cpu().numpy())
+            out["detections"].append(det.cpu())
+        return out
+
+    def validation_metrics(self, outputs: list[dict]) -> dict[str, float]:
+        stats = {k: [x for o in outputs for x in o[k]] for k in ("tp", "conf", "pred_cls", "target_cls")}
+        metrics, details = summarize(stats, self.classes)
+        self._last_val = (details, [d for o in outputs for d in o["detections"]])
+        n = sum(o["n"] for o in outputs)
+        return {"loss": sum(float(o["loss"]) for o in outputs) / max(n, 1), **metrics}
+
+    # -- evaluation and prediction --------------------------------------------------------
+    summary_files = ("config.yaml last.pt best.pt metrics.csv curves.png pr_curve.png per_class_ap.png "
+                     "per_class.csv val_predictions.png")
+
+    def eval_dataset(self, data: str | Path) -> DetectionDataset:
+        """A data.yaml (its val split), a COCO .json or a YOLO folder, letterboxed."""
+        saved = replace(self.config.data)
+        is_yaml = str(data).endswith((".yaml", ".yml"))
+        self.config.data.yaml, self.config.data.val = (str(data), "") if is_yaml else ("", str(data))
+        try:
+            samples, names, report = self.read("val", self.classes)
+        finally:
+            self.config.data = saved
+        print_report(report)
+        return DetectionDataset(samples, names, DetectEval(self.config.data.image_size), report)
+
+    def _write_eval(self, out_dir: Path, data: DetectionDataset) -> None:
+        details, detections = self._last_val
+        out_dir.mkdir(parents=True, exist_ok=True)
+        per_class = details["per_class"]
+        with open(out_dir / "per_class.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["class", "instances", "precision", "recall", "mAP50", "mAP50-95"])
+            for name, m in per_class.items():
+                w.writerow([name, m["instances"], *(f"{m[k]:.4f}" for k in ("precision", "recall", "mAP50", "mAP50-95"))])
+        if details["recall_x"] is not None:
+            plots.pr_curves(details["recall_x"], details["precision_curves"], details["classes"],
+                            [per_class[c]["mAP50"] for c in details["classes"]], out_dir / "pr_curve.png")
+        plots.bars(list(per_class), [m["mAP50-95"] for m in per_class.values()], out_dir / "per_class_ap.png",
+                   ylabel="AP50-95", title="AP per class (IoU 0.50:0.95)")
+        # the validation images with true boxes (green) and predictions above predict_conf (red)
+        images, titles, e = [], [], self.config.eval
+        for i in range(min(12, len(data))):
+            image, boxes, _ = data[i]
+            det = detections[i] if i < len(detections) else torch.zeros(0, 6)
+            det = det[det[:, 4] >= e.predict_conf]
+            drawn = plots.draw_boxes(image.permute(1, 2, 0).numpy(), boxes.numpy(), color=(0, 200, 0))
+            drawn = plots.draw_boxes(drawn, det[:, :4].numpy(), color=(255, 0, 0), width=1,
+                                     labels=[f"{self.classes[int(c)]} {s:.2f}" if len(self.classes) > 1 else f"{s:.2f}"
+                                             for s, c in det[:, 4:6].tolist()])
+            images.append(drawn)
+            titles.append(f"{Path(data.samples[i].path).name}\n{len(boxes)} true, {len(det)} predicted")
+        plots.image_grid(images, titles, out_dir / "val_predictions.png", cols=4,
+                         title=f"validation: true boxes green, predictions (score ≥ {e.predict_conf}) red")
+
+    @torch.no_grad()
+    def predict(self, inputs: str | Path | Sequence[str | Path], *, conf: float | None = None,
+                out_dir: str | Path | None = None) -> list[dict]:
+        """Boxes (original image pixels, xyxy) with labels and scores for an image, a folder
+        or a list; with ``out_dir``, predictions.json/.csv and each image with its boxes drawn."""
+        e, size = self.config.eval, self.config.data.image_size
+        conf = e.predict_conf if conf is None else conf
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        results = []
+        for path in expand_inputs(inputs):
+            image = read_image(path)
+            boxed, scale, pad = letterbox(image, size)
+            x = torch.from_numpy(boxed.transpose(2, 0, 1).copy())[None].to(device)
+            det = non_max_suppression(self.model(x)[0].float(), conf_thres=conf, iou_thres=e.iou, max_det=e.max_det)[0]
+            boxes = unletterbox(det[:, :4].cpu(), scale, pad, image.shape[1], image.shape[0])
+            results.append({"path": str(path), "width": image.shape[1], "height": image.shape[0], "objects": [
+                {"label": self.classes[int(c)], "score": round(float(s), 4), "box": [round(v, 1) for v in b]}
+                for b, s, c in zip(boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist())]})
+            if out_dir is not None:
+                Path(out_dir).mkdir(parents=True, exist_ok=True)
+                drawn = plots.draw_boxes(image, boxes.numpy(), labels=[f"{o['label']} {o['score']:.2f}"
+                                                                       for o in results[-1]["objects"]])
+                plots.save_image(drawn, Path(out_dir) / f"{Path(path).stem}_boxes.png")
+        if out_dir is not None:
+            write_detections(results, Path(out_dir))
+        return results
+
+    def predict_to(self, inputs, *, out_dir: str | Path | None = None, conf: float | None = None, **_) -> list[dict]:
+        """``visiontl predict``: print the detections; with ``out_dir`` write them and the drawn images."""
+        results = self.predict(inputs, conf=conf, out_dir=out_dir)
+        print_detections(results)
+        if out_dir is not None:
+            print(f"wrote {Path(out_dir) / 'predictions.json'}, predictions.csv and *_boxes.png", file=sys.stderr)
+        return results
+
+    # -- export ---------------------------------------------------------------------------
+    def export(self, out_dir: str | Path, *, formats: Sequence[str] = ("onnx", "torchscript"),
+               int8: bool = False) -> dict:
+        """``model.onnx`` (checked with onnxruntime against PyTorch) and ``model.torchscript.pt``
+        with the decoded head outputs, and ``model.json`` describing them and the NMS step."""
+        if int8:
+            raise ValueError("int8 export is for classification models; export the detector in float")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        size = self.config.data.image_size
+        net = _Decoded(self.model.cpu().to(memory_format=torch.contiguous_format)).eval()
+        example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8).float() / 255
+        meta: dict = {
+            "task": self.task, "classes": self.classes, "model": self.describe_model(),
+            "input": {"name": "images", "shape": ["batch", 3, size, size], "dtype": "float32", "color": "RGB",
+                      "range": [0, 1], "note": "letterboxed: longer side resized to the size, centred, padded "
+                      "with 114/255; the backbone's normalisation is inside the graph"},
+            "outputs": {"predictions": "(batch, 4 + classes, anchors): box centre x, centre y, width, height in "
+                        "input pixels, then one sigmoid score per class"},
+            "nms": {"step": "per image: keep anchors whose best class score ≥ conf, then class-wise NMS at iou",
+                    "conf": self.config.eval.predict_conf, "iou": self.config.eval.iou, "max_det": self.config.eval.max_det},
+            "files": {},
+        }
+        head = self.model.head
+        head.dynamic = True  # the head caches its anchor grid; tracing must not leave a traced one behind
+        try:
+            if "onnx" in formats:
+                path = export.to_onnx(net, example, out / "model.onnx", output_names=["predictions"])
+                meta["onnx_max_abs_diff_vs_pytorch"] = export.check_onnx(net, path, example, atol=1e-3)
+                meta["files"]["onnx"] = {"path": path.name, "bytes": path.stat().st_size}
+            if "torchscript" in formats:
+                path = export.to_torchscript(net, example, out / "model.torchscript.pt")
+                meta["files"]["torchscript"] = {"path": path.name, "bytes": path.stat().st_size}
+        finally:
+            head.dynamic, head.shape = False, None
+        export.write_meta(out / "model.json", meta)
+        return meta
+
+
+class _Decoded(torch.nn.Module):
+    """Eval-mode detector → its decoded predictions only (what ONNX carries)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)[0]
+
+
+def write_detections(results: list[dict], out: Path) -> list[Path]:
+    (out / "predictions.json").write_text(json.dumps(results, indent=1))
+    with open(out / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "score", "x1", "y1", "x2", "y2"])
+        for r in results:
+            for o in r["objects"]:
+                w.writerow([r["path"], o["label"], o["score"], *o["box"]])
+    return [out / "predictions.json", out / "predictions.csv"]
+
+
+def print_detections(results: list[dict]) -> None:
+    for r in results:
+        found = ", ".join(f"{o['label']} {o['score']:.2f}" for o in r["objects"][:8])
+        more = f" … (+{len(r['objects']) - 8})" if len(r["objects"]) > 8 else ""
+        print(f"{r['path']}: {len(r['objects'])} objects" + (f": {found}{more}" if found else ""), file=sys.stdout)

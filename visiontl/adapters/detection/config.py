@@ -1,0 +1,50 @@
+"""The detection task's config: its own sections plus the engine's shared ones."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ...data.detect_transforms import DetectAugment
+from ...engine import FinetuneConfig, OptimConfig, TrainConfig
+from .loss import DetectLoss
+
+
+@dataclass
+class DetectData:
+    yaml: str = ""  # an ultralytics data.yaml (path, train, val, names): YOLO txt labels
+    train: str = ""  # without yaml: a YOLO images folder / .txt list, or a COCO instances .json
+    val: str = ""  # the same for validation; empty: a random split of train
+    train_images: str = ""  # COCO: the folder file_name is relative to (default: the JSON's folder)
+    val_images: str = ""
+    names: list[str] = field(default_factory=list)  # class names of a YOLO folder given without data.yaml
+    val_fraction: float = 0.2
+    image_size: int = 640
+    augment: DetectAugment = field(default_factory=DetectAugment)
+
+
+@dataclass
+class DetectModel:
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"  # imagenet | a tag | a file path | none
+    width: int = 0  # neck / head channels; 0 = from the backbone's stride-8 channels (64…256)
+    ultralytics: str = ""  # a native ultralytics model instead: a .pt checkpoint or a model .yaml
+
+
+@dataclass
+class DetectEval:
+    conf: float = 0.001  # score threshold for metrics (low, as mAP needs the whole PR curve)
+    iou: float = 0.7  # NMS IoU threshold
+    max_det: int = 300
+    predict_conf: float = 0.25  # score threshold for `predict` outputs
+
+
+@dataclass
+class DetectConfig:
+    task: Literal["detect"] = "detect"
+    data: DetectData = field(default_factory=DetectData)
+    model: DetectModel = field(default_factory=DetectModel)
+    loss: DetectLoss = field(default_factory=DetectLoss)
+    eval: DetectEval = field(default_factory=DetectEval)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
