@@ -33,3 +33,29 @@ def test_benchmark_harness_quick(tmp_path):
     assert set(result["throughput"]["medians"]) == {"visiontl", "plain loop, channels_last", "plain loop, contiguous"}
     assert all(v > 0 for v in result["throughput"]["medians"].values())
     assert len(result["accuracy"]) == 2
+
+
+def _trees():
+    from visiontl.data.trees import deepforest_dir, materialize_trees
+
+    if deepforest_dir() is None:
+        pytest.skip("deepforest's tiles not installed (pip install --no-deps deepforest)")
+    return materialize_trees()
+
+
+def test_detector_learns_tree_crowns_and_formats_agree(tmp_path):
+    """Real aerial images: a few epochs of the pretrained detector find trees; the COCO and
+    YOLO copies of the validation set score the same."""
+    from visiontl.adapters import DetectConfig, Detector
+
+    data_yaml = _trees()
+    cfg = DetectConfig()
+    cfg.data.yaml, cfg.data.image_size = str(data_yaml), 192
+    cfg.optim.lr, cfg.train.epochs, cfg.train.batch_size = 2e-3, 6, 16
+    cfg.train.out_dir, cfg.train.progress, cfg.train.num_workers = str(tmp_path), "none", 1
+    det = Detector(config=cfg)
+    history = det.fit()
+    assert history[-1]["val/mAP50"] > 0.15, history[-1]
+    yolo = det.evaluate(data_yaml)
+    coco = det.evaluate(data_yaml.parent / "val.json")
+    assert yolo == pytest.approx(coco, abs=1e-3)  # YOLO txt holds 6 decimals, COCO the pixels

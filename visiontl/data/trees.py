@@ -38,8 +38,8 @@ def _voc_boxes(xml: Path) -> np.ndarray:
 
 def materialize_trees(crop: int = 192, *, root: Path | None = None, keep: float = 0.4) -> Path:
     """Write ``<root>/{images,labels}/{train,val}``, ``data.yaml`` and COCO
-    ``annotations/{train,val}.json`` (once); returns the data.yaml."""
-    root = root or cache_dir() / "datasets" / f"deepforest-trees-{crop}"
+    ``{train,val}.json`` (once); returns the data.yaml."""
+    root = root or cache_dir() / "datasets" / f"deepforest-trees-{crop}-v2"
     if (root / ".complete").is_file():
         return root / "data.yaml"
     source = deepforest_dir()
@@ -75,9 +75,8 @@ def materialize_trees(crop: int = 192, *, root: Path | None = None, keep: float 
                     c["annotations"].append({"id": len(c["annotations"]) + 1, "image_id": image_id, "category_id": 1,
                                              "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "iscrowd": 0,
                                              "area": (b[2] - b[0]) * (b[3] - b[1])})
-    (root / "annotations").mkdir(exist_ok=True)
-    for split, c in coco.items():
-        (root / "annotations" / f"{split}.json").write_text(json.dumps(c))
+    for split, c in coco.items():  # file_name values are relative to the root, the JSON's folder
+        (root / f"{split}.json").write_text(json.dumps(c))
     (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: [tree]\n")
     (root / ".complete").touch()
     return root / "data.yaml"

@@ -196,7 +196,8 @@ class Detector(TaskAdapter):
                                      labels=[f"{self.classes[int(c)]} {s:.2f}" if len(self.classes) > 1 else f"{s:.2f}"
                                              for s, c in det[:, 4:6].tolist()])
             images.append(drawn)
-            titles.append(f"{Path(data.samples[i].path).name}\n{len(boxes)} true, {len(det)} predicted")
+            name = Path(data.samples[i].path).name
+            titles.append(f"{name if len(name) <= 30 else '…' + name[-29:]}\n{len(boxes)} true, {len(det)} predicted")
         plots.image_grid(images, titles, out_dir / "val_predictions.png", cols=4,
                          title=f"validation: true boxes green, predictions (score ≥ {e.predict_conf}) red")
 
