@@ -99,7 +99,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3, help="visiontl (AdamW, cosine)")
     p.add_argument("--mosaic", type=float, default=0.5, help="visiontl's mosaic probability")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=0,
+                   help="loader processes for both (0: in the training process, fastest on 2 cores)")
     p.add_argument("--only", nargs="+", choices=["pretrained", "random", "yolov8n"],
                    default=["pretrained", "random", "yolov8n"])
     args = p.parse_args()
