@@ -58,4 +58,6 @@ def test_detector_learns_tree_crowns_and_formats_agree(tmp_path):
     assert history[-1]["val/mAP50"] > 0.15, history[-1]
     yolo = det.evaluate(data_yaml)
     coco = det.evaluate(data_yaml.parent / "val.json")
-    assert yolo == pytest.approx(coco, abs=1e-3)  # YOLO txt holds 6 decimals, COCO the pixels
+    # YOLO txt holds 6 decimals, COCO the pixels: the same metrics, the loss within 0.1 %
+    assert yolo.pop("loss") == pytest.approx(coco.pop("loss"), rel=1e-3)
+    assert yolo == pytest.approx(coco, abs=1e-3)
