@@ -46,7 +46,8 @@ def unletterbox(boxes: torch.Tensor, scale: float, pad: tuple[int, int], width: 
     return out
 
 
-def _tensors(image: np.ndarray, boxes, labels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def to_tensors(image: np.ndarray, boxes, labels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(CHW uint8 image, (n, 4) float32 boxes, (n,) int64 labels)."""
     return (torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)),
             torch.as_tensor(np.asarray(labels, np.int64).reshape(-1)))
@@ -60,7 +61,7 @@ class DetectEval:
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, dataset=None):
         out, r, (left, top) = letterbox(image, self.size)
-        return _tensors(out, boxes * r + np.array([left, top, left, top], np.float32), labels)
+        return to_tensors(out, boxes * r + np.array([left, top, left, top], np.float32), labels)
 
 
 class DetectTrain:
@@ -97,4 +98,4 @@ class DetectTrain:
             compose = self.plain
         compose.set_random_seed(seed)
         out = compose(**data)
-        return _tensors(out["image"], out["bboxes"], out["labels"])
+        return to_tensors(out["image"], out["bboxes"], out["labels"])

@@ -19,6 +19,7 @@ import yaml
 from torch.utils.data import Dataset
 
 from .classification import DataError
+from .detect_transforms import to_tensors
 from .images import IMAGE_EXTENSIONS, check_image, list_images, read_image
 
 
@@ -245,8 +246,7 @@ class DetectionDataset(Dataset):
         image, boxes, labels = self.raw(i)
         if self.transform is not None:
             return self.transform(image, boxes, labels, self)
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(boxes), \
-            torch.from_numpy(labels)
+        return to_tensors(image, boxes, labels)
 
     def subset(self, indices: Sequence[int], transform: Callable | None = None) -> "DetectionDataset":
         return DetectionDataset([self.samples[i] for i in indices], self.classes,

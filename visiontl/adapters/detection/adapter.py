@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -86,28 +85,34 @@ class Detector(TaskAdapter):
             self.config.data.yaml, data = str(data), None
         super()._set_data(data, val)
 
-    def read(self, split: str, classes: list[str] | None = None) -> tuple[list, list[str], object] | None:
-        """(samples, class names, label report) of ``split`` ('train' or 'val'), or None."""
+    def read(self, split: str, classes: list[str] | None = None, *,
+             source: str | Path | None = None) -> tuple[list, list[str], object] | None:
+        """(samples, class names, label report) of ``split`` ('train' or 'val') as the config
+        describes it, or of ``source`` (a data.yaml's split, a COCO .json, a YOLO folder); None
+        when the config has no such split."""
         d = self.config.data
-        if d.yaml:
-            spec = read_data_yaml(d.yaml)
-            entry = spec[split] if not getattr(d, split) else getattr(d, split)
+        yaml_path, entry = d.yaml, getattr(d, split)
+        if source is not None:
+            is_yaml = str(source).endswith((".yaml", ".yml"))
+            yaml_path, entry = (str(source), "") if is_yaml else ("", str(source))
+        if yaml_path:
+            spec = read_data_yaml(yaml_path)
+            entry = entry or spec[split]
             if not entry:
                 return None
-            samples, report = yolo_samples(yolo_images(spec["root"], entry), spec["names"], f"{d.yaml} ({split})")
+            samples, report = yolo_samples(yolo_images(spec["root"], entry), spec["names"], f"{yaml_path} ({split})")
             return samples, spec["names"], report
-        source = getattr(d, split)
-        if not source:
+        if not entry:
             if split == "train":
                 raise ValueError("no training data: set data.yaml (an ultralytics data.yaml) or data.train "
                                  "(a YOLO images folder with data.names, or a COCO .json)")
             return None
-        if source.endswith(".json"):
-            return coco_samples(source, getattr(d, f"{split}_images"), classes)
+        if entry.endswith(".json"):
+            return coco_samples(entry, getattr(d, f"{split}_images"), classes)
         names = classes or list(d.names)
         if not names:
-            raise ValueError(f"{source}: a YOLO folder needs its class names: data.names=[...] or a data.yaml")
-        samples, report = yolo_samples(yolo_images(Path("."), source), names, source)
+            raise ValueError(f"{entry}: a YOLO folder needs its class names: data.names=[...] or a data.yaml")
+        samples, report = yolo_samples(yolo_images(Path("."), entry), names, entry)
         return samples, names, report
 
     def datasets(self) -> tuple[DetectionDataset, DetectionDataset | None]:
@@ -161,13 +166,7 @@ class Detector(TaskAdapter):
 
     def eval_dataset(self, data: str | Path) -> DetectionDataset:
         """A data.yaml (its val split), a COCO .json or a YOLO folder, letterboxed."""
-        saved = replace(self.config.data)
-        is_yaml = str(data).endswith((".yaml", ".yml"))
-        self.config.data.yaml, self.config.data.val = (str(data), "") if is_yaml else ("", str(data))
-        try:
-            samples, names, report = self.read("val", self.classes)
-        finally:
-            self.config.data = saved
+        samples, names, report = self.read("val", self.classes, source=data)
         print_report(report)
         return DetectionDataset(samples, names, DetectEval(self.config.data.image_size), report)
 
@@ -203,30 +202,32 @@ class Detector(TaskAdapter):
 
     @torch.no_grad()
     def predict(self, inputs: str | Path | Sequence[str | Path], *, conf: float | None = None,
-                out_dir: str | Path | None = None) -> list[dict]:
+                out_dir: str | Path | None = None, batch_size: int = 16) -> list[dict]:
         """Boxes (original image pixels, xyxy) with labels and scores for an image, a folder
         or a list; with ``out_dir``, predictions.json/.csv and each image with its boxes drawn."""
         e, size = self.config.eval, self.config.data.image_size
         conf = e.predict_conf if conf is None else conf
         device = next(self.model.parameters()).device
         self.model.eval()
-        results = []
-        for path in expand_inputs(inputs):
-            image = read_image(path)
-            boxed, scale, pad = letterbox(image, size)
-            x = torch.from_numpy(boxed.transpose(2, 0, 1).copy())[None].to(device)
-            det = non_max_suppression(self.model(x)[0].float(), conf_thres=conf, iou_thres=e.iou, max_det=e.max_det)[0]
-            boxes = unletterbox(det[:, :4].cpu(), scale, pad, image.shape[1], image.shape[0])
-            results.append({"path": str(path), "width": image.shape[1], "height": image.shape[0], "objects": [
-                {"label": self.classes[int(c)], "score": round(float(s), 4), "box": [round(v, 1) for v in b]}
-                for b, s, c in zip(boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist())]})
-            if out_dir is not None:
-                Path(out_dir).mkdir(parents=True, exist_ok=True)
-                drawn = plots.draw_boxes(image, boxes.numpy(), labels=[f"{o['label']} {o['score']:.2f}"
-                                                                       for o in results[-1]["objects"]])
-                plots.save_image(drawn, Path(out_dir) / f"{Path(path).stem}_boxes.png")
-        if out_dir is not None:
-            write_detections(results, Path(out_dir))
+        out = Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        paths, results = expand_inputs(inputs), []
+        for start in range(0, len(paths), batch_size):
+            chunk = [(path, read_image(path)) for path in paths[start:start + batch_size]]
+            boxed = [letterbox(image, size) for _, image in chunk]  # (image, scale, pad) each
+            x = torch.stack([torch.from_numpy(b.transpose(2, 0, 1).copy()) for b, _, _ in boxed]).to(device)
+            found = non_max_suppression(self.model(x)[0].float(), conf_thres=conf, iou_thres=e.iou, max_det=e.max_det)
+            for (path, image), (_, scale, pad), det in zip(chunk, boxed, found):
+                boxes = unletterbox(det[:, :4].cpu(), scale, pad, image.shape[1], image.shape[0])
+                objects = [{"label": self.classes[int(c)], "score": round(float(s), 4), "box": [round(v, 1) for v in b]}
+                           for b, s, c in zip(boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist())]
+                results.append({"path": str(path), "width": image.shape[1], "height": image.shape[0], "objects": objects})
+                if out is not None:
+                    drawn = plots.draw_boxes(image, boxes.numpy(), labels=[f"{o['label']} {o['score']:.2f}" for o in objects])
+                    plots.save_image(drawn, out / f"{Path(path).stem}_boxes.png")
+        if out is not None:
+            write_detections(results, out)
         return results
 
     def predict_to(self, inputs, *, out_dir: str | Path | None = None, conf: float | None = None, **_) -> list[dict]:

@@ -38,12 +38,12 @@ def load_ultralytics_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such ultralytics checkpoint")
-    needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    refused = [n for n in needed if _allowed(n) is None]
+    allowed = {name: _allowed(name) for name in torch.serialization.get_unsafe_globals_in_checkpoint(path)}
+    refused = [name for name, obj in allowed.items() if obj is None]
     if refused:
         raise ValueError(f"{path}: refusing to load; it pickles {', '.join(refused)}, which are not model "
                          "modules (only ultralytics.nn / torch.nn module classes are allowed)")
-    with torch.serialization.safe_globals([_allowed(n) for n in needed]):
+    with torch.serialization.safe_globals(list(allowed.values())):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
     if not isinstance(model, nn.Module) or not isinstance(getattr(model, "yaml", None), dict):
