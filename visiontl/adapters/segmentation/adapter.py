@@ -1,0 +1,287 @@
+"""The segmentation task adapter: data, model, loss, steps, metrics, predict, plots, export."""
+from __future__ import annotations
+
+import csv
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ... import export, plots
+from ...backbones import Preprocessing, create_backbone
+from ...data.classification import DataError
+from ...data.images import expand_inputs, read_image
+from ...data.seg_transforms import SegmentTrain
+from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
+                                  split_folder)
+from ...engine import Finetuner, seed_everything
+from ..base import TaskAdapter
+from .config import SegmentConfig
+from .loss import SegmentationLoss
+from .metrics import confusion, summarize
+from .model import SegmentationModel
+from .tiling import predict_logits
+
+STRIDE = 32  # the deepest backbone stride: model inputs are padded to multiples of it
+
+
+class Segmenter(TaskAdapter):
+    """Semantic segmentation: a U-Net (or FPN, DeepLabV3+) decoder on a registry backbone.
+
+    Example::
+
+        seg = Segmenter(backbone="mobilenet_v2", classes=["background", "nucleus"])
+        seg.config.data.mask_values = [0, 255]                # black/white masks
+        seg.fit("data/nuclei", epochs=30, image_size=256)      # data/nuclei/images, data/nuclei/masks
+        seg.evaluate("data/nuclei_test")                       # mIoU, mDice, pixel_accuracy
+        seg.predict("slides/", out_dir="preds")                # index masks + colour overlays, any size
+        seg = Segmenter.load("runs/segment-…/best.pt")
+    """
+
+    task = "segment"
+    config_class = SegmentConfig
+    monitor = ("val/mIoU", "max")
+
+    def __init__(self, *, backbone: str = "mobilenet_v2", weights: str = "imagenet", strategy: str = "full",
+                 architecture: str = "", classes: Sequence[str] | None = None,
+                 config: SegmentConfig | None = None) -> None:
+        super().__init__(config, backbone=backbone, weights=weights, strategy=strategy)
+        if architecture:
+            self.config.model.architecture = architecture
+        if classes:
+            self.config.data.classes = list(classes)
+        self._class_weights: list[float] | None = None
+
+    @property
+    def collate(self):
+        return partial(collate, ignore_index=self.config.data.ignore_index)
+
+    def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
+        m = self.config.model
+        seed_everything(self.config.train.seed)
+        backbone = create_backbone(m.backbone, weights=weights or m.weights)
+        if preprocessing is not None:
+            backbone.preprocess.set(preprocessing)
+        self.model = SegmentationModel(backbone, len(self.classes), m.architecture, m.width)
+        if self.checkpoint and self.checkpoint.get("class_weights"):
+            self._class_weights = self.checkpoint["class_weights"]
+        self._make_criterion()
+        if self.config.finetune.strategy != "auto":
+            Finetuner(self.config.finetune, self.model).apply(0)
+
+    def _make_criterion(self) -> None:
+        w = torch.tensor(self._class_weights, dtype=torch.float32) if self._class_weights else None
+        self.criterion = SegmentationLoss(self.config.loss, self.config.data.ignore_index, w)
+
+    def _num_outputs(self) -> int:
+        return self.model.num_classes
+
+    def describe_model(self) -> str:
+        return f"{self.config.model.architecture} on {super().describe_model()}"
+
+    def checkpoint_meta(self) -> dict:
+        return {**super().checkpoint_meta(), "class_weights": self._class_weights}
+
+    # -- data -------------------------------------------------------------------------
+    def mask_spec(self) -> MaskSpec:
+        d = self.config.data
+        if not d.classes:
+            raise ValueError("data.classes is not set: name the classes in mask-index order, e.g. "
+                             "data.classes=[background,nucleus] (plus data.mask_values=[0,255] for 0/255 masks)")
+        for key, values in (("mask_values", d.mask_values), ("palette", d.palette)):
+            if values and len(values) != len(d.classes):
+                raise ValueError(f"data.{key} has {len(values)} entries for {len(d.classes)} classes")
+        if d.image_size % STRIDE:
+            raise ValueError(f"data.image_size {d.image_size} must be a multiple of {STRIDE}")
+        return MaskSpec(len(d.classes), tuple(d.mask_values), tuple(tuple(c) for c in d.palette), d.ignore_index)
+
+    def _read(self, images: str, masks: str, spec: MaskSpec, transform) -> SegmentationDataset:
+        image_dir, mask_dir = (images, masks) if masks else split_folder(images)
+        pairs = find_pairs(image_dir, mask_dir, suffix=self.config.data.mask_suffix)
+        report = check_pairs(pairs, spec, str(images))
+        print_report(report, self.config.data.classes)
+        return SegmentationDataset(pairs, self.config.data.classes, spec, transform, report)
+
+    def datasets(self) -> tuple[SegmentationDataset, SegmentationDataset | None]:
+        d = self.config.data
+        if not d.train:
+            raise ValueError("data.train is not set: a folder with images/ and masks/ (or an images folder "
+                             "with data.train_masks)")
+        spec = self.mask_spec()
+        train = self._read(d.train, d.train_masks, spec, SegmentTrain(d.image_size, d.augment, d.ignore_index))
+        if d.val:
+            return train, self._read(d.val, d.val_masks, spec, None)
+        if d.val_fraction <= 0:
+            return train, None
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.train.seed)).tolist()
+        n_val = max(1, round(d.val_fraction * len(order)))
+        if n_val >= len(order):
+            raise DataError(f"{d.train}: {len(order)} image(s) is too few to hold out {d.val_fraction:.0%} for "
+                            "validation; give data.val or more images")
+        return train.subset(order[n_val:]), train.subset(order[:n_val], transform=None)
+
+    def prepare(self, train_set: SegmentationDataset) -> None:
+        self._class_weights = self._weights_for(train_set)
+        super().prepare(train_set)
+        self._make_criterion()
+
+    def _weights_for(self, train_set: SegmentationDataset) -> list[float] | None:
+        w, n = self.config.loss.class_weights, len(train_set.classes)
+        if w is None:
+            return None
+        if w == "balanced":  # inverse pixel frequency, as scikit-learn's "balanced"
+            counts = np.asarray(train_set.report.pixels, np.float64)
+            return (counts.sum() / (n * np.maximum(counts, 1))).round(6).tolist()
+        if len(w) != n:
+            raise ValueError(f"loss.class_weights has {len(w)} entries for {n} classes")
+        return list(map(float, w))
+
+    # -- what the engine calls ----------------------------------------------------------
+    def training_step(self, model, batch) -> dict:
+        images, masks = batch
+        loss, parts = self.criterion(model(images), masks)
+        return {"loss": loss, **parts}
+
+    def logits(self, model, images: torch.Tensor) -> torch.Tensor:
+        """Logits at the images' own size; tiled above ``eval.tile`` pixels."""
+        e = self.config.eval
+        return predict_logits(model, images, tile=e.tile, overlap=e.overlap, batch_size=self.config.train.batch_size,
+                              stride=STRIDE)
+
+    def validation_step(self, model, batch) -> dict:
+        images, masks = batch
+        logits = self.logits(model, images)
+        loss, _ = self.criterion(logits, masks)
+        cm = confusion(logits.argmax(1), masks, len(self.classes), self.config.data.ignore_index)
+        return {"loss": loss.detach() * len(images), "n": len(images), "cm": cm}
+
+    def validation_metrics(self, outputs: list[dict]) -> dict[str, float]:
+        cm = sum(o["cm"] for o in outputs).cpu().numpy()
+        headline, per_class = summarize(cm, self.classes)
+        self._last_val = (cm, per_class)
+        n = sum(o["n"] for o in outputs)
+        return {"loss": sum(float(o["loss"]) for o in outputs) / max(n, 1), **headline}
+
+    # -- evaluation and prediction --------------------------------------------------------
+    summary_files = ("config.yaml last.pt best.pt metrics.csv curves.png per_class.csv per_class_iou.png "
+                     "confusion_matrix.png val_predictions.png")
+
+    def eval_dataset(self, data: str | Path) -> SegmentationDataset:
+        """A folder with images/ and masks/, at the images' own size."""
+        return self._read(str(data), "", self.mask_spec(), None)
+
+    def palette(self) -> np.ndarray:
+        return plots.class_palette(len(self.classes), self.config.data.palette)
+
+    def _write_eval(self, out_dir: Path, data: SegmentationDataset) -> None:
+        cm, per_class = self._last_val
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(out_dir / "per_class.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["class", "pixels", "IoU", "Dice", "recall"])
+            for name, m in per_class.items():
+                w.writerow([name, m["pixels"], *(f"{m[k]:.4f}" for k in ("IoU", "Dice", "recall"))])
+        plots.bars(list(per_class), [np.nan_to_num(m["IoU"]) for m in per_class.values()], out_dir / "per_class_iou.png",
+                   ylabel="IoU", title="IoU per class (validation pixels)")
+        plots.confusion(cm, self.classes, out_dir / "confusion_matrix.png", title="pixel confusion (row-normalised)")
+        # image | true mask | predicted overlay, for the first validation images
+        device, palette = next(self.model.parameters()).device, self.palette()
+        images, titles = [], []
+        self.model.eval()
+        for i in range(min(6, len(data))):
+            image, mask = data.raw(i)
+            x = torch.from_numpy(image.transpose(2, 0, 1).copy())[None].to(device)
+            with torch.no_grad():
+                pred = self.logits(self.model, x).argmax(1)[0].cpu().numpy()
+            valid = mask != self.config.data.ignore_index
+            acc = float((pred == mask)[valid].mean()) if valid.any() else float("nan")
+            name = Path(data.samples[i][0]).name
+            images += [image, plots.colorize_mask(mask, palette), plots.overlay_mask(image, pred, palette,
+                                                                                   self.config.eval.overlay_alpha)]
+            titles += [name if len(name) <= 30 else "…" + name[-29:], "true mask", f"predicted (pixel acc {acc:.3f})"]
+        plots.image_grid(images, titles, out_dir / "val_predictions.png", cols=3,
+                         title="validation: image | true mask | prediction\ncolours: " + ", ".join(
+                             f"{c} {tuple(int(v) for v in palette[k])}" for k, c in enumerate(self.classes[:6])))
+
+    @torch.no_grad()
+    def predict(self, inputs: str | Path | Sequence[str | Path], *, out_dir: str | Path | None = None) -> list[dict]:
+        """Class masks for an image, a folder or a list, at each image's own size (tiled
+        above ``eval.tile``). Each result: path, width, height, ``mask`` (H, W) uint8 class
+        indices, ``confidence`` (mean top-class probability), ``fractions`` per class. With
+        ``out_dir``: ``<name>_mask.png`` (palette PNG: values are class indices),
+        ``<name>_overlay.png`` and ``predictions.csv``."""
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        out = Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        palette, results = self.palette(), []
+        for path in expand_inputs(inputs):
+            image = read_image(path)
+            x = torch.from_numpy(image.transpose(2, 0, 1).copy())[None].to(device)
+            probs = self.logits(self.model, x).softmax(1)[0]
+            confidence, mask = probs.max(0)
+            mask = mask.to(torch.uint8).cpu().numpy()
+            counts = np.bincount(mask.ravel(), minlength=len(self.classes)) / mask.size
+            results.append({"path": str(path), "width": image.shape[1], "height": image.shape[0], "mask": mask,
+                            "confidence": round(float(confidence.mean()), 4),
+                            "fractions": {c: round(float(f), 4) for c, f in zip(self.classes, counts)}})
+            if out is not None:
+                stem = Path(path).stem
+                plots.save_index_mask(mask, palette, out / f"{stem}_mask.png")
+                plots.save_image(plots.overlay_mask(image, mask, palette, self.config.eval.overlay_alpha),
+                                 out / f"{stem}_overlay.png")
+        if out is not None:
+            with open(out / "predictions.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["path", "width", "height", "confidence", *(f"fraction_{c}" for c in self.classes)])
+                for r in results:
+                    w.writerow([r["path"], r["width"], r["height"], r["confidence"], *r["fractions"].values()])
+        return results
+
+    def predict_to(self, inputs, *, out_dir: str | Path | None = None, **_) -> list[dict]:
+        """``visiontl predict``: print each image's class shares; with ``out_dir`` write the
+        index masks, the overlays and predictions.csv."""
+        results = self.predict(inputs, out_dir=out_dir)
+        for r in results:
+            shares = ", ".join(f"{c} {f:.1%}" for c, f in r["fractions"].items())
+            print(f"{r['path']}: {r['width']}×{r['height']}, {shares} (mean confidence {r['confidence']:.3f})")
+        if out_dir is not None:
+            print(f"wrote {len(results)} *_mask.png (class indices) and *_overlay.png, and predictions.csv to {out_dir}",
+                  file=sys.stderr)
+        return results
+
+    # -- export ---------------------------------------------------------------------------
+    def export(self, out_dir: str | Path, *, formats: Sequence[str] = ("onnx", "torchscript"),
+               int8: bool = False) -> dict:
+        """``model.onnx`` (checked with onnxruntime against PyTorch), ``model.torchscript.pt``
+        and ``model.json``: RGB [0, 1] images in (height and width multiples of 32), logits out."""
+        if int8:
+            raise ValueError("int8 export is for classification models; export the segmentation model in float")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        size = self.config.data.image_size
+        net = self.model.cpu().to(memory_format=torch.contiguous_format).eval()
+        example = torch.rand(2, 3, size, size)
+        meta: dict = {
+            "task": self.task, "classes": self.classes, "model": self.describe_model(),
+            "palette": self.palette().tolist(),
+            "input": {"name": "images", "shape": ["batch", 3, "height", "width"], "dtype": "float32", "color": "RGB",
+                      "range": [0, 1], "note": f"height and width multiples of {STRIDE} (pad, then crop the output); "
+                      f"images larger than {self.config.eval.tile} px were predicted in tiles; the backbone's "
+                      "normalisation is inside the graph"},
+            "outputs": {"logits": "(batch, classes, height, width); the mask is the argmax over axis 1"},
+            "files": {},
+        }
+        if "onnx" in formats:
+            path = export.to_onnx(net, example, out / "model.onnx", output_names=["logits"])
+            meta["onnx_max_abs_diff_vs_pytorch"] = export.check_onnx(net, path, example, atol=1e-3)
+            meta["files"]["onnx"] = {"path": path.name, "bytes": path.stat().st_size}
+        if "torchscript" in formats:
+            path = export.to_torchscript(net, example, out / "model.torchscript.pt")
+            meta["files"]["torchscript"] = {"path": path.name, "bytes": path.stat().st_size}
+        export.write_meta(out / "model.json", meta)
+        return meta

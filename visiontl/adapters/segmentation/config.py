@@ -1,0 +1,52 @@
+"""The segmentation task's config: its own sections plus the engine's shared ones."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ...data.seg_transforms import SegmentAugment
+from ...engine import FinetuneConfig, OptimConfig, TrainConfig
+from .loss import SegmentLoss
+
+
+@dataclass
+class SegmentData:
+    train: str = ""  # a folder with images/ and masks/, or an images folder (with train_masks)
+    train_masks: str = ""  # the masks folder when train is an images folder
+    val: str = ""  # the same for validation; empty: a random split of train
+    val_masks: str = ""
+    mask_suffix: str = ""  # mask name = image stem + suffix (e.g. "_mask") + .png/.tif/…
+    classes: list[str] = field(default_factory=list)  # class names in index order, e.g. [background, road]
+    mask_values: list[int] = field(default_factory=list)  # raw mask value of each class, e.g. [0, 255]
+    palette: list[list[int]] = field(default_factory=list)  # RGB of each class: reads colour masks, draws overlays
+    ignore_index: int = 255  # void pixels: no loss, no metric
+    val_fraction: float = 0.2
+    image_size: int = 256  # training crop size (a multiple of 32)
+    augment: SegmentAugment = field(default_factory=SegmentAugment)
+
+
+@dataclass
+class SegmentModel:
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"  # imagenet | a tag | a file path | none
+    architecture: Literal["unet", "fpn", "deeplabv3plus"] = "unet"
+    width: int = 0  # decoder channels (U-Net: first block, halved per block); 0 = 256
+
+
+@dataclass
+class SegmentEval:
+    tile: int = 512  # images larger than this are predicted in overlapping tiles of this size
+    overlap: float = 0.25  # fraction of a tile shared with its neighbour
+    overlay_alpha: float = 0.45  # opacity of class colours in predicted overlays
+
+
+@dataclass
+class SegmentConfig:
+    task: Literal["segment"] = "segment"
+    data: SegmentData = field(default_factory=SegmentData)
+    model: SegmentModel = field(default_factory=SegmentModel)
+    loss: SegmentLoss = field(default_factory=SegmentLoss)
+    eval: SegmentEval = field(default_factory=SegmentEval)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
