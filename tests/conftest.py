@@ -104,3 +104,45 @@ def _override(cfg, overrides: dict):
         section, name = key.split("__")
         setattr(getattr(cfg, section), name, value)
     return cfg
+
+
+SEGMENT_CLASSES = ["background", "disc", "bar"]
+
+
+def make_segmentation_set(root: Path, n: int = 8, size: int = 64, seed: int = 0, *, values=(0, 1, 2)) -> Path:
+    """``root/images`` and ``root/masks`` (index PNGs storing ``values`` for background /
+    disc / bar): a bright disc and a dark-green bar on noise; returns root."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        img = rng.integers(0, 70, (size, size, 3)).astype(np.uint8)
+        mask = np.full((size, size), values[0], np.uint8)
+        cx, cy, r = rng.integers(size // 4, 3 * size // 4, 2).tolist() + [int(rng.integers(size // 8, size // 4))]
+        disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+        img[disc], mask[disc] = (230, 60, 60), values[1]
+        y0, x0 = int(rng.integers(0, size - 8)), int(rng.integers(0, size // 2))
+        img[y0:y0 + 6, x0:x0 + size // 2], mask[y0:y0 + 6, x0:x0 + size // 2] = (40, 200, 40), values[2]
+        Image.fromarray(img).save(root / "images" / f"{i:03d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def segmentation_set(tmp_path) -> Path:
+    return make_segmentation_set(tmp_path / "seg")
+
+
+def tiny_segment_config(train: Path, out: Path, **overrides):
+    """A segmentation config that trains in seconds: U-Net on mobilenet_v3_small, 64 px, batch 4."""
+    from visiontl.adapters import SegmentConfig
+
+    cfg = SegmentConfig()
+    cfg.data.train, cfg.data.classes, cfg.data.image_size, cfg.data.val_fraction = str(train), SEGMENT_CLASSES, 64, 0.25
+    cfg.data.augment.color = 0.0
+    cfg.model.backbone, cfg.model.weights, cfg.finetune.strategy = "mobilenet_v3_small", "none", "full"
+    cfg.optim.lr = 3e-3
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = 2, 4, 0
+    cfg.train.out_dir, cfg.train.progress = str(out), "none"
+    return _override(cfg, overrides)

@@ -9,9 +9,11 @@ from pathlib import Path
 EPILOG = """examples:
   visiontl demo
   visiontl backbones
+  visiontl datasets nuclei
   visiontl train classify -c configs/classify/fashion_mnist_mobilenet_v2.yaml optim.lr=3e-4 train.epochs=5
   visiontl train classify -c runs/x/config.yaml train.resume=runs/x/last.pt
   visiontl train classify -c configs/classify/folder_mobilenet_v2_frozen.yaml finetune.strategy=two_phase --dry-run
+  visiontl train segment -c configs/segment/nuclei_mobilenet_v2.yaml train.epochs=20
   visiontl val runs/x/best.pt --data path/to/val_folder
   visiontl predict runs/x/best.pt photo.jpg more_photos/ --topk 3 --out preds/
   visiontl export runs/x/best.pt --int8
@@ -23,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a task from a YAML recipe")
-    t.add_argument("task", help="classify | detect")
+    t.add_argument("task", help="classify | detect | segment")
     t.add_argument("-c", "--config", help="YAML config (see configs/)")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4 train.epochs=5")
     t.add_argument("--resume", help="continue from a last.pt (same as train.resume=PATH)")
@@ -32,15 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("val", help="evaluate a checkpoint on a dataset")
     v.add_argument("checkpoint")
     v.add_argument("--data", help="classification: folder or CSV; detection: data.yaml, COCO .json or YOLO "
-                                   "folder (default: the run's validation data)")
-    v.add_argument("--out", help="where to write the plots (confusion matrix / PR curve, prediction grid)")
+                                   "folder; segmentation: folder with images/ and masks/ (default: the run's "
+                                   "validation data)")
+    v.add_argument("--out", help="where to write the plots (confusion matrix / PR curve / per-class IoU, "
+                                 "prediction grid)")
     pr = sub.add_parser("predict", help="predict images, folders or .txt lists of paths")
     pr.add_argument("checkpoint")
     pr.add_argument("inputs", nargs="+")
     pr.add_argument("--topk", type=int, default=5, help="classification: labels per image")
     pr.add_argument("--conf", type=float, help="detection: score threshold (default: the run's eval.predict_conf)")
     pr.add_argument("--out", help="folder for predictions.csv / predictions.json (detection: also images with "
-                                  "boxes drawn; default: print only)")
+                                  "boxes drawn; segmentation: index masks and colour overlays; default: print only)")
     ex = sub.add_parser("export", help="ONNX / TorchScript (and int8 ONNX) of a trained model, with its metadata")
     ex.add_argument("checkpoint")
     ex.add_argument("--formats", nargs="+", default=["onnx", "torchscript"], choices=["onnx", "torchscript"])
@@ -52,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("action", nargs="?", default="info", choices=["info", "clear"])
     ca.add_argument("--dir", help="cache folder (default ~/.cache/visiontl/features)")
     sub.add_parser("backbones", help="list backbones and whether their pretrained weights are available")
+    ds = sub.add_parser("datasets", help="write the built-in real datasets (from installed packages, offline) "
+                                         "that the configs/ recipes use, and print where they are")
+    ds.add_argument("names", nargs="*", help="trees | nuclei (default: all)")
     d = sub.add_parser("demo", help="fine-tune mobilenet_v2 on a built-in real dataset, pretrained vs random init")
     d.add_argument("--epochs", type=int, default=6)
     d.add_argument("--per-class", type=int, default=100, help="training images per class")
@@ -100,6 +107,18 @@ def _run(args) -> int:
         print(f"{'backbone':22}{'pretrained weights':44}tags")
         for r in rows:
             print(f"{r['name']:22}{r['weights']:44}{', '.join(r['tags'])}")
+        return 0
+    if args.command == "datasets":
+        from .data.nuclei import materialize_nuclei
+        from .data.trees import materialize_trees
+
+        makers = {"trees": ("detection, tree crowns (deepforest)", lambda: materialize_trees(192)),
+                  "nuclei": ("segmentation, cell nuclei (stardist)", materialize_nuclei)}
+        for name in args.names or list(makers):
+            if name not in makers:
+                raise ValueError(f"unknown dataset {name!r}; built-in datasets: {', '.join(makers)}")
+            what, make = makers[name]
+            print(f"{name:8}{what:40}{make()}")
         return 0
     if args.command == "demo":
         from .demo import run

@@ -78,7 +78,7 @@ def deeplabv3plus(backbone: Backbone, num_classes: int, width: int = 0) -> tuple
 class SegmentationModel(nn.Module):
     """(N, 3, H, W) RGB in [0, 1] (or uint8) → (N, classes, H, W) logits.
 
-    H and W should be multiples of 32 (the deepest stride); :func:`~.tiling.predict_logits`
+    H and W must be multiples of 32 (the deepest stride); :func:`~.tiling.predict_logits`
     pads any image so.
     """
 
@@ -89,8 +89,4 @@ class SegmentationModel(nn.Module):
         self.num_classes, self.architecture = num_classes, architecture
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(images)
-        logits = self.head(self.decoder([images, *features]))
-        if logits.shape[-2:] != images.shape[-2:]:  # e.g. a stride-4 head on a size not divisible by 4
-            logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        return logits
+        return self.head(self.decoder([images, *self.backbone(images)]))
