@@ -1,8 +1,10 @@
-"""python -m benchmarks ENTRY [options] — entries: classification, export, cache, strategies, detection."""
+"""python -m benchmarks ENTRY [options] — entries: classification, export, cache, strategies, detection,
+segmentation."""
 import sys
 
 ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "cache": "benchmarks.cache",
-           "strategies": "benchmarks.strategies", "detection": "benchmarks.detection"}
+           "strategies": "benchmarks.strategies", "detection": "benchmarks.detection",
+           "segmentation": "benchmarks.segmentation"}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ENTRIES:

@@ -122,22 +122,10 @@ def main() -> None:
     result = {"machine": harness.machine(), "device": device, "data": str(data_yaml), "args": vars(args), "rows": rows}
     path = harness.save(f"detection-{device}", {**result, "rows": [{k: v for k, v in r.items() if k != "history"}
                                                                    for r in rows]})
-    curves = [r for r in rows if "history" in r]
-    if curves:
-        from visiontl.plots import plt
-
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for r in curves:
-            ax.plot([h["epoch"] for h in r["history"]], [h["val/mAP50-95"] for h in r["history"]], marker="o",
-                    ms=3, label=r["model"])
-        if reference is not None:
-            ax.axhline(reference["mAP50-95"], color="gray", ls="--", label=f"{reference['model']} (final)")
-        ax.set(xlabel="epoch", ylabel="val mAP50-95", title=f"tree crowns, {args.image_size} px, {device}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(harness.RESULTS / f"detection-{device}.png", dpi=120)
-        plt.close(fig)
+    if any("history" in r for r in rows):
+        harness.plot_curves(rows, "val/mAP50-95", harness.RESULTS / f"detection-{device}.png", ylabel="val mAP50-95",
+                            title=f"tree crowns, {args.image_size} px, {device}", reference=reference,
+                            reference_value=reference["mAP50-95"] if reference else None)
     print("\n| model | mAP50-95 | mAP50 | train images/s | vs YOLOv8n | wall s |\n|---|---:|---:|---:|---:|---:|")
     for r in rows:
         ratio = f"{r['throughput_vs_yolov8n']:.2f}×" if "throughput_vs_yolov8n" in r else "-"

@@ -63,3 +63,25 @@ def save(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=1, default=str))
     return path
+
+
+def plot_curves(rows: list[dict], metric: str, path: Path, *, title: str, ylabel: str,
+                reference: dict | None = None, reference_value: float | None = None) -> Path:
+    """``metric`` against epochs for every row with a ``history``; ``reference`` (a row
+    without one) as a dashed line at ``reference_value``."""
+    from visiontl.plots import plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        if "history" in r:
+            ax.plot([h["epoch"] for h in r["history"]], [h[metric] for h in r["history"]], marker="o", ms=3,
+                    label=r["model"])
+    if reference is not None:
+        ax.axhline(reference_value, color="gray", ls="--", label=f"{reference['model']} (final)")
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -82,6 +82,21 @@ def quantize_int8(float_path: Path, int8_path: Path, calibration: Iterable[np.nd
     return int8_path
 
 
+def write_models(net: nn.Module, example: torch.Tensor, out: Path, meta: dict, *, formats: Iterable[str],
+                 output_names: list[str], atol: float = 1e-4) -> dict:
+    """``model.onnx`` (checked with onnxruntime) and/or ``model.torchscript.pt`` of ``net``
+    in ``out``; records the files and the ONNX check in ``meta`` (returned)."""
+    meta.setdefault("files", {})
+    if "onnx" in formats:
+        path = to_onnx(net, example, out / "model.onnx", output_names=output_names)
+        meta["onnx_max_abs_diff_vs_pytorch"] = check_onnx(net, path, example, atol=atol)
+        meta["files"]["onnx"] = {"path": path.name, "bytes": path.stat().st_size}
+    if "torchscript" in formats:
+        path = to_torchscript(net, example, out / "model.torchscript.pt")
+        meta["files"]["torchscript"] = {"path": path.name, "bytes": path.stat().st_size}
+    return meta
+
+
 def write_meta(path: Path, meta: dict) -> Path:
     path.write_text(json.dumps(meta, indent=1))
     return path

@@ -241,15 +241,10 @@ class Classifier(TaskAdapter):
             "input": {"name": "images", "shape": ["batch", 3, size, size], "dtype": "float32", "color": "RGB",
                       "range": [0, 1], "note": "the preprocessing below is inside the graph"},
             "preprocessing": self.model.backbone.preprocessing.to_dict(),
-            "outputs": ["logits", "probabilities"], "files": {},
+            "outputs": ["logits", "probabilities"],
         }
-        if "onnx" in formats or int8:
-            path = export.to_onnx(net, example, out / "model.onnx", output_names=["logits", "probabilities"])
-            meta["onnx_max_abs_diff_vs_pytorch"] = export.check_onnx(net, path, example)
-            meta["files"]["onnx"] = {"path": path.name, "bytes": path.stat().st_size}
-        if "torchscript" in formats:
-            path = export.to_torchscript(net, example, out / "model.torchscript.pt")
-            meta["files"]["torchscript"] = {"path": path.name, "bytes": path.stat().st_size}
+        export.write_models(net, example, out, meta, formats={*formats, *(["onnx"] if int8 else [])},
+                            output_names=["logits", "probabilities"])
         if int8:
             train_set, val_set = self.datasets()
             plain, n = self._plain(train_set), min(len(train_set), 128)

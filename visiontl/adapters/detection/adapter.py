@@ -259,18 +259,11 @@ class Detector(TaskAdapter):
                         "input pixels, then one sigmoid score per class"},
             "nms": {"step": "per image: keep anchors whose best class score ≥ conf, then class-wise NMS at iou",
                     "conf": self.config.eval.predict_conf, "iou": self.config.eval.iou, "max_det": self.config.eval.max_det},
-            "files": {},
         }
         head = self.model.head
         head.dynamic = True  # the head caches its anchor grid; tracing must not leave a traced one behind
         try:
-            if "onnx" in formats:
-                path = export.to_onnx(net, example, out / "model.onnx", output_names=["predictions"])
-                meta["onnx_max_abs_diff_vs_pytorch"] = export.check_onnx(net, path, example, atol=1e-3)
-                meta["files"]["onnx"] = {"path": path.name, "bytes": path.stat().st_size}
-            if "torchscript" in formats:
-                path = export.to_torchscript(net, example, out / "model.torchscript.pt")
-                meta["files"]["torchscript"] = {"path": path.name, "bytes": path.stat().st_size}
+            export.write_models(net, example, out, meta, formats=formats, output_names=["predictions"], atol=1e-3)
         finally:
             head.dynamic, head.shape = False, None
         export.write_meta(out / "model.json", meta)

@@ -169,6 +169,12 @@ class Segmenter(TaskAdapter):
     summary_files = ("config.yaml last.pt best.pt metrics.csv curves.png per_class.csv per_class_iou.png "
                      "confusion_matrix.png val_predictions.png")
 
+    def evaluate(self, data, *, out_dir: str | Path | None = None, batch_size: int = 4) -> dict[str, float]:
+        """mIoU, mDice, pixel accuracy and loss on ``data`` (a folder with images/ and masks/,
+        or a dataset) at the images' own size; with ``out_dir`` also per_class.csv, the
+        per-class IoU chart, the confusion matrix and a prediction grid."""
+        return super().evaluate(data, out_dir=out_dir, batch_size=batch_size)
+
     def eval_dataset(self, data: str | Path) -> SegmentationDataset:
         """A folder with images/ and masks/, at the images' own size."""
         return self._read(str(data), "", self.mask_spec(), None)
@@ -274,14 +280,7 @@ class Segmenter(TaskAdapter):
                       f"images larger than {self.config.eval.tile} px were predicted in tiles; the backbone's "
                       "normalisation is inside the graph"},
             "outputs": {"logits": "(batch, classes, height, width); the mask is the argmax over axis 1"},
-            "files": {},
         }
-        if "onnx" in formats:
-            path = export.to_onnx(net, example, out / "model.onnx", output_names=["logits"])
-            meta["onnx_max_abs_diff_vs_pytorch"] = export.check_onnx(net, path, example, atol=1e-3)
-            meta["files"]["onnx"] = {"path": path.name, "bytes": path.stat().st_size}
-        if "torchscript" in formats:
-            path = export.to_torchscript(net, example, out / "model.torchscript.pt")
-            meta["files"]["torchscript"] = {"path": path.name, "bytes": path.stat().st_size}
+        export.write_models(net, example, out, meta, formats=formats, output_names=["logits"], atol=1e-3)
         export.write_meta(out / "model.json", meta)
         return meta
