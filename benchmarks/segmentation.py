@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from visiontl.data.nuclei import CLASSES, materialize_nuclei
@@ -130,6 +131,36 @@ class PlainLoop:
         return summarize(cm.numpy(), CLASSES)[0]["mIoU"]
 
 
+def strip_figure(seg, path: Path) -> Path:
+    """The validation quarter of the image (128 × 512, never trained on): image, true mask,
+    and the kept model's prediction, tiled as ``predict`` does."""
+    from PIL import Image
+
+    from visiontl import plots
+    from visiontl.data.nuclei import TRAIN_ROWS, load_nuclei
+
+    image, mask = load_nuclei()
+    strip = path.with_suffix(".input.png")
+    Image.fromarray(image[TRAIN_ROWS:]).save(strip)
+    pred = seg.predict(strip)[0]["mask"]
+    strip.unlink()
+    rgb, truth, palette = np.repeat(image[TRAIN_ROWS:, :, None], 3, axis=2), mask[TRAIN_ROWS:], seg.palette()
+    iou = ((pred == 1) & (truth == 1)).sum() / max(((pred == 1) | (truth == 1)).sum(), 1)
+    panels = [(rgb, "validation strip: the bottom quarter of img2d.tif, never trained on"),
+              (plots.overlay_mask(rgb, truth, palette), "true nuclei (mask2d.tif)"),
+              (plots.overlay_mask(rgb, pred, palette), f"predicted, in overlapping tiles (nucleus IoU {iou:.3f})")]
+    fig, axes = plots.plt.subplots(3, 1, figsize=(10, 8.2))
+    for ax, (img, title) in zip(axes, panels):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    fig.suptitle(f"U-Net, {seg.config.model.backbone} encoder (ImageNet), 20 epochs on 117 tiles")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plots.plt.close(fig)
+    return path
+
+
 def visiontl_row(seg, history: list[dict], seconds: float, label: str) -> dict:
     final = seg.evaluate(seg.datasets()[1])
     return {"model": label, "weights": seg.model.backbone.weights_source, "seconds": seconds,
@@ -173,6 +204,8 @@ def main() -> None:
         history = seg.fit(callbacks=(plain_epoch,) if plain else ())
         seconds = time.perf_counter() - t0
         rows.append(visiontl_row(seg, history, seconds, "visiontl U-Net mobilenet_v2 (ImageNet)"))
+        if not args.train_tiles:
+            strip_figure(seg, harness.RESULTS / f"segmentation-{device.type}-predictions.png")
     if "plain" in args.only:
         ph = plain.history
         rows.append({"model": "plain smp loop, smp.Unet mobilenet_v2 (ImageNet)", "weights": plain.source,

@@ -146,10 +146,11 @@ class Segmenter(TaskAdapter):
         return {"loss": loss, **parts}
 
     def logits(self, model, images: torch.Tensor) -> torch.Tensor:
-        """Logits at the images' own size; tiled above ``eval.tile`` pixels."""
+        """Logits at the images' own size; tiled above ``eval.tile`` pixels (default: the
+        training crop size, so the model sees what it was trained on)."""
         e = self.config.eval
-        return predict_logits(model, images, tile=e.tile, overlap=e.overlap, batch_size=self.config.train.batch_size,
-                              stride=STRIDE)
+        return predict_logits(model, images, tile=e.tile or self.config.data.image_size, overlap=e.overlap,
+                              batch_size=self.config.train.batch_size, stride=STRIDE)
 
     def validation_step(self, model, batch) -> dict:
         images, masks = batch
@@ -277,8 +278,8 @@ class Segmenter(TaskAdapter):
             "palette": self.palette().tolist(),
             "input": {"name": "images", "shape": ["batch", 3, "height", "width"], "dtype": "float32", "color": "RGB",
                       "range": [0, 1], "note": f"height and width multiples of {STRIDE} (pad, then crop the output); "
-                      f"images larger than {self.config.eval.tile} px were predicted in tiles; the backbone's "
-                      "normalisation is inside the graph"},
+                      f"visiontl predicts images larger than {self.config.eval.tile or size} px in overlapping tiles "
+                      "of that size; the backbone's normalisation is inside the graph"},
             "outputs": {"logits": "(batch, classes, height, width); the mask is the argmax over axis 1"},
         }
         export.write_models(net, example, out, meta, formats=formats, output_names=["logits"], atol=1e-3)

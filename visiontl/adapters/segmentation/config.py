@@ -35,7 +35,7 @@ class SegmentModel:
 
 @dataclass
 class SegmentEval:
-    tile: int = 512  # images larger than this are predicted in overlapping tiles of this size
+    tile: int = 0  # images larger than this are predicted in overlapping tiles of this size; 0 = data.image_size
     overlap: float = 0.25  # fraction of a tile shared with its neighbour
     overlay_alpha: float = 0.45  # opacity of class colours in predicted overlays
 
