@@ -16,7 +16,9 @@ def report(run_dir: str | Path) -> str:
     cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
     task, model, ft = cfg.get("task", "?"), cfg.get("model", {}), cfg.get("finetune", {})
     data, optim = cfg.get("data", {}), cfg.get("optim", {})
-    monitor = cfg.get("train", {}).get("monitor") or next((k for k in ("val/accuracy", "val/loss") if k in rows[0]), "")
+    monitor = cfg.get("train", {}).get("monitor") or _task_monitor(task)
+    if monitor not in rows[0]:
+        monitor = "val/loss" if "val/loss" in rows[0] else ""
     best = (min if "loss" in monitor else max)(rows, key=lambda r: r.get(monitor, 0)) if monitor else rows[-1]
     cols = [c for c in rows[0] if c != "epoch" and isinstance(rows[0][c], float)]
     lines = [
@@ -35,6 +37,13 @@ def report(run_dir: str | Path) -> str:
     files = sorted(p.name for p in run.iterdir() if p.suffix in {".png", ".pt", ".csv", ".yaml", ".txt"})
     lines += ["", "files      " + "  ".join(files)]
     return "\n".join(lines)
+
+
+def _task_monitor(task: str) -> str:
+    """The metric a task's runs keep their best checkpoint by (its adapter's default)."""
+    from .adapters import TASKS
+
+    return TASKS[task][0].monitor[0] if task in TASKS else ""
 
 
 def _w(column: str) -> int:

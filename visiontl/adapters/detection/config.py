@@ -45,6 +45,6 @@ class DetectConfig:
     model: DetectModel = field(default_factory=DetectModel)
     loss: DetectLoss = field(default_factory=DetectLoss)
     eval: DetectEval = field(default_factory=DetectEval)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="full"))  # as the Python API
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -47,6 +47,6 @@ class SegmentConfig:
     model: SegmentModel = field(default_factory=SegmentModel)
     loss: SegmentLoss = field(default_factory=SegmentLoss)
     eval: SegmentEval = field(default_factory=SegmentEval)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="full"))  # as the Python API
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
