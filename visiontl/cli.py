@@ -10,6 +10,8 @@ EPILOG = """examples:
   visiontl demo
   visiontl backbones
   visiontl datasets nuclei
+  visiontl stylize photo.jpg starry_night.jpg --size 512 --steps 300 --out stylized/
+  visiontl train stylize -c configs/stylize/starry_night_vgg19.yaml data.train=photos/
   visiontl train classify -c configs/classify/fashion_mnist_mobilenet_v2.yaml optim.lr=3e-4 train.epochs=5
   visiontl train classify -c runs/x/config.yaml train.resume=runs/x/last.pt
   visiontl train classify -c configs/classify/folder_mobilenet_v2_frozen.yaml finetune.strategy=two_phase --dry-run
@@ -25,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a task from a YAML recipe")
-    t.add_argument("task", help="classify | detect | segment")
+    t.add_argument("task", help="classify | detect | segment | stylize")
     t.add_argument("-c", "--config", help="YAML config (see configs/)")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4 train.epochs=5")
     t.add_argument("--resume", help="continue from a last.pt (same as train.resume=PATH)")
@@ -56,6 +58,23 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("action", nargs="?", default="info", choices=["info", "clear"])
     ca.add_argument("--dir", help="cache folder (default ~/.cache/visiontl/features)")
     sub.add_parser("backbones", help="list backbones and whether their pretrained weights are available")
+    sy = sub.add_parser("stylize", help="style transfer by per-image optimisation (Gatys et al.); for a trained fast "
+                                        "model use `visiontl predict RUN/best.pt …`")
+    sy.add_argument("content", help="content image, or a folder of them")
+    sy.add_argument("style", help="style image")
+    sy.add_argument("--out", default="stylized", help="output folder (default: stylized/)")
+    sy.add_argument("--size", type=int, default=512, help="longer side of the output")
+    sy.add_argument("--steps", type=int, default=300)
+    sy.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"])
+    sy.add_argument("--content-weight", type=float, default=1.0)
+    sy.add_argument("--style-weight", type=float, default=5.0)
+    sy.add_argument("--tv-weight", type=float, default=1.0)
+    sy.add_argument("--init", default="content", choices=["content", "noise"])
+    sy.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
+    sy.add_argument("--save-every", type=int, default=0, help="write an intermediate image every N steps")
+    sy.add_argument("--backbone", default="vgg19")
+    sy.add_argument("--weights", default="imagenet")
+    sy.add_argument("--device", default="auto")
     ds = sub.add_parser("datasets", help="write the built-in real datasets (from installed packages, offline) "
                                          "that the configs/ recipes use, and print where they are")
     ds.add_argument("names", nargs="*", help="trees | nuclei (default: all)")
@@ -107,6 +126,23 @@ def _run(args) -> int:
         print(f"{'backbone':22}{'pretrained weights':44}tags")
         for r in rows:
             print(f"{r['name']:22}{r['weights']:44}{', '.join(r['tags'])}")
+        return 0
+    if args.command == "stylize":
+        from .adapters.style_transfer import stylize
+        from .data.images import expand_inputs
+
+        out = Path(args.out)
+        for content in expand_inputs(args.content):
+            name = f"{Path(content).stem}_{Path(args.style).stem}"
+            result = stylize(content, args.style, size=args.size, steps=args.steps, optimizer=args.optimizer,
+                             content_weight=args.content_weight, style_weight=args.style_weight,
+                             tv_weight=args.tv_weight, init=args.init, preserve_color=args.preserve_color,
+                             save_every=args.save_every, out_dir=str(out / f"{name}_steps") if args.save_every else "",
+                             backbone=args.backbone, weights=args.weights, device=args.device)
+            files = result.write(out / f"{name}.png", content, args.style)
+            last = result.history[-1]
+            print(f"{content}: {result.seconds:.1f} s, {len(result.history)} steps, loss {last['loss']:.4g} "
+                  f"(content {last['content']:.3g}, style {last['style']:.3g}) → {files[0]} (+ _grid, _losses)")
         return 0
     if args.command == "datasets":
         from .data.nuclei import materialize_nuclei

@@ -33,6 +33,19 @@ def curves(history: list[dict], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def step_curves(history: list[dict], keys: Sequence[str], path: str | Path, *, title: str = "") -> Path:
+    """Each of ``keys`` against ``step`` on a log scale, one panel each."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
+    steps = [h["step"] for h in history]
+    for ax, k in zip(axes[0], keys):
+        ax.plot(steps, [max(h[k], 1e-12) for h in history])
+        ax.set(title=k, xlabel="step", yscale="log")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
 def confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "confusion matrix") -> Path:
     """Row-normalised colours, raw counts written in the cells."""
     cm = np.asarray(cm)

@@ -58,6 +58,22 @@ class Stylized:
         Image.fromarray(self.image).save(path)
         return Path(path)
 
+    def write(self, path: str | Path, content, style) -> list[Path]:
+        """The image at ``path``, and beside it ``<stem>_grid.png`` (content | style | result),
+        ``<stem>_losses.png`` and ``<stem>_losses.csv`` (the losses per step)."""
+        from ... import plots
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid = path.with_name(f"{path.stem}_grid.png")
+        as_image = lambda x: to_uint8(load_rgb(x, max(self.image.shape[:2])))  # noqa: E731
+        plots.image_grid([as_image(content), as_image(style), self.image], ["content", "style", "result"], grid, cols=3)
+        curve = plots.step_curves(self.history, ["loss", "content", "style", "tv"], path.with_name(f"{path.stem}_losses.png"))
+        table = path.with_name(f"{path.stem}_losses.csv")
+        table.write_text("step,loss,content,style,tv\n" + "".join(
+            f"{h['step']},{h['loss']:.6g},{h['content']:.6g},{h['style']:.6g},{h['tv']:.6g}\n" for h in self.history))
+        return [self.save(path), grid, curve, table]
+
 
 def load_rgb(image, size: int) -> torch.Tensor:
     """A path, PIL image or (H, W, 3) uint8 array → (1, 3, H, W) float in [0, 1], the longer
@@ -131,7 +147,8 @@ def stylize(content, style, **options) -> Stylized:
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     history: list[dict] = []
-    bar = tqdm(total=o.steps, desc=f"stylize {o.backbone} {o.optimizer}", disable=not o.progress, file=sys.stderr,
+    bar = tqdm(total=o.steps, desc=f"stylize {o.backbone} {o.optimizer}", disable=None if o.progress else True,
+               file=sys.stderr,
                leave=False)
     t0 = time.perf_counter()
 
