@@ -1,10 +1,11 @@
 """python -m benchmarks ENTRY [options] — entries: classification, export, cache, strategies, detection,
-segmentation."""
+segmentation, style."""
 import sys
 
 ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "cache": "benchmarks.cache",
            "strategies": "benchmarks.strategies", "detection": "benchmarks.detection",
-           "segmentation": "benchmarks.segmentation"}
+           "segmentation": "benchmarks.segmentation",
+           "style": "benchmarks.style"}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ENTRIES:

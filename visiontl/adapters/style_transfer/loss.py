@@ -17,6 +17,8 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     """
     n, c, h, w = features.shape
     f = features.float().reshape(n, c, h * w)
+    if n == 1:  # one image (the optimisation mode): a 2-D matmul is ~1.3× faster on CPU than bmm
+        return (f[0] @ f[0].T / (h * w))[None]
     return f @ f.transpose(1, 2) / (h * w)
 
 
