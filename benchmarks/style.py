@@ -209,8 +209,8 @@ def main() -> None:
     st, result["fast_training"] = fast_model(args, out)
     grid_path = grid(st, args, harness.RESULTS / f"style-{device}-grid.png")
     path = harness.save(f"style-{device}", result)
-    print(f"\n| size | plain tutorial script | visiontl, tutorial layers | ratio | visiontl, default layers | "
-          f"fast model, one image |\n|---|---:|---:|---:|---:|---:|")
+    print("\n| size | plain tutorial script | visiontl, tutorial layers | ratio | visiontl, default layers | "
+          "fast model, one image |\n|---|---:|---:|---:|---:|---:|")
     for size, rows in result["optimisation"].items():
         plain, same, deep = (rows[k]["median_s"] for k in rows)
         print(f"| {size}² | {plain:.1f} s | {same:.1f} s | {plain / same:.2f}× | {deep:.1f} s | "

@@ -192,9 +192,6 @@ class SegmentationDataset(Dataset):
         return SegmentationDataset([self.samples[i] for i in indices], self.classes, self.spec,
                                    self.transform if transform == "same" else transform, self.report)
 
-    def targets(self) -> list[int]:  # no image-level labels: the fine-tuning rules count images only
-        return [0] * len(self)
-
 
 def collate(batch: list, ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack images and masks, padding different sizes to the largest (images with 0,

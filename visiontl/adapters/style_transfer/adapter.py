@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Sequence
 
 import albumentations as A
-import numpy as np
 import torch
 
 from ... import export, plots
