@@ -25,6 +25,8 @@ from .model import TransformerNet
 from .optimize import load_rgb, to_uint8
 from .taps import FeatureTaps
 
+SHORT_TRAINING = 500  # optimiser steps below which the result is mostly a colour shift
+
 
 class Stylizer(TaskAdapter):
     """A fast style model: train once per style, then stylise any image in one pass.
@@ -66,6 +68,12 @@ class Stylizer(TaskAdapter):
     def prepare(self, train_set) -> None:
         if self.model is None:
             self._build()
+        t = self.config.train
+        steps = t.epochs * -(-len(train_set) // (t.batch_size * t.accumulate))
+        if steps < SHORT_TRAINING:
+            print(f"note: {steps} optimiser steps ({len(train_set)} crops × {t.epochs} epochs / batch {t.batch_size}); "
+                  f"a fast style model needs about {SHORT_TRAINING}+ to show the style (Johnson et al.: 40,000): "
+                  "raise train.epochs or data.crops_per_image", file=sys.stderr)
 
     def resolve_finetune(self, n_images: int):
         return self.config.finetune, "the whole transformation network trains (its loss network stays frozen)"
@@ -87,16 +95,21 @@ class Stylizer(TaskAdapter):
             raise ValueError("data.train is not set: a folder of content photos")
         if not d.style:
             raise ValueError("data.style is not set: the style image")
+        if d.crops_per_image < 1:
+            raise ValueError(f"data.crops_per_image must be at least 1, not {d.crops_per_image}")
         read_image(d.style)  # an unreadable style image fails now, naming the file
         train = self._content(d.train, train=True)
+        order = list(range(len(train)))
+        val = None
         if d.val:
-            return train, self._content(d.val, train=False)
-        if d.val_fraction <= 0 or len(train) < 2:
-            return train, None
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.train.seed)).tolist()
-        n_val = max(1, round(d.val_fraction * len(order)))
-        plain = self._content(d.train, train=False)
-        return train.subset(order[n_val:]), plain.subset(order[:n_val])
+            val = self._content(d.val, train=False)
+        elif d.val_fraction > 0 and len(train) >= 2:
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.train.seed)).tolist()
+            n_val = max(1, round(d.val_fraction * len(order)))
+            val = self._content(d.train, train=False).subset(order[:n_val])
+            order = order[n_val:]
+        # each photo crops_per_image times per epoch: different random crops and flips of it
+        return train.subset(order * d.crops_per_image), val
 
     # -- the loss -------------------------------------------------------------------------
     def loss_net(self, device: torch.device) -> FeatureTaps:
