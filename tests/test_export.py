@@ -40,3 +40,14 @@ def test_int8_export_from_the_cli(image_folder, tmp_path, capsys):
     assert q["int8_mb"] < q["float_mb"] / 2 and 0 <= q["int8_accuracy"] <= 1 and q["val_images"] == 6
     assert "torchscript" not in meta["files"]
     assert "int8 vs float on 6 validation images" in capsys.readouterr().out
+
+
+def test_prepare_gives_a_contiguous_cpu_eval_model_and_refuses_int8_for_other_tasks(tmp_path):
+    from visiontl import export
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).to(memory_format=torch.channels_last)
+    net, out = export.prepare(model, tmp_path / "a" / "b")
+    assert out.is_dir() and not net.training and net[0].weight.is_contiguous()
+    with pytest.raises(ValueError, match="int8 export is for classification models; export the detector in float"):
+        export.prepare(model, tmp_path / "c", int8=True, name="the detector")
+    assert not (tmp_path / "c").exists()  # nothing written before the refusal

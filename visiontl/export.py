@@ -17,6 +17,18 @@ import torch
 from torch import nn
 
 
+def prepare(model: nn.Module, out_dir: str | Path, *, int8: bool = False,
+            name: str = "this model") -> tuple[nn.Module, Path]:
+    """Every adapter's export preamble: ``model`` on the CPU in the default memory format and
+    eval mode (what tracing and onnxruntime want), and ``out_dir`` made. ``int8`` is refused:
+    only classification, which calibrates on its training images, has an int8 export."""
+    if int8:
+        raise ValueError(f"int8 export is for classification models; export {name} in float")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return model.cpu().to(memory_format=torch.contiguous_format).eval(), out
+
+
 def to_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, output_names: list[str]) -> Path:
     """ONNX with a dynamic batch axis (and dynamic height/width)."""
     model = model.eval()

@@ -231,10 +231,9 @@ class Classifier(TaskAdapter):
         """Write ``model.onnx`` (checked with onnxruntime), ``model.torchscript.pt``, with
         ``int8`` also ``model.int8.onnx`` (calibrated on the run's training images, its
         accuracy and size next to the float model's), and ``model.json`` describing them."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        net, out = export.prepare(self.model, out_dir)
+        net = WithProbabilities(net).eval()
         size = self.config.data.image_size
-        net = WithProbabilities(self.model.cpu().to(memory_format=torch.contiguous_format)).eval()
         example = torch.rand(2, 3, size, size)
         meta: dict = {
             "task": self.task, "classes": self.classes, "backbone": self.config.model.backbone,

@@ -243,12 +243,9 @@ class Detector(TaskAdapter):
                int8: bool = False) -> dict:
         """``model.onnx`` (checked with onnxruntime against PyTorch) and ``model.torchscript.pt``
         with the decoded head outputs, and ``model.json`` describing them and the NMS step."""
-        if int8:
-            raise ValueError("int8 export is for classification models; export the detector in float")
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        net, out = export.prepare(self.model, out_dir, int8=int8, name="the detector")
+        net = _Decoded(net).eval()
         size = self.config.data.image_size
-        net = _Decoded(self.model.cpu().to(memory_format=torch.contiguous_format)).eval()
         example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8).float() / 255
         meta: dict = {
             "task": self.task, "classes": self.classes, "model": self.describe_model(),

@@ -266,12 +266,8 @@ class Segmenter(TaskAdapter):
                int8: bool = False) -> dict:
         """``model.onnx`` (checked with onnxruntime against PyTorch), ``model.torchscript.pt``
         and ``model.json``: RGB [0, 1] images in (height and width multiples of 32), logits out."""
-        if int8:
-            raise ValueError("int8 export is for classification models; export the segmentation model in float")
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        net, out = export.prepare(self.model, out_dir, int8=int8, name="the segmentation model")
         size = self.config.data.image_size
-        net = self.model.cpu().to(memory_format=torch.contiguous_format).eval()
         example = torch.rand(2, 3, size, size)
         meta: dict = {
             "task": self.task, "classes": self.classes, "model": self.describe_model(),

@@ -209,12 +209,8 @@ class Stylizer(TaskAdapter):
                int8: bool = False) -> dict:
         """``model.onnx`` (checked with onnxruntime), ``model.torchscript.pt``, ``model.json``:
         RGB [0, 1] in, stylised RGB [0, 1] out, any batch, height and width."""
-        if int8:
-            raise ValueError("int8 export is for classification models")
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        net, out = export.prepare(self.model, out_dir, int8=int8, name="the style model")
         size = self.config.data.image_size
-        net = self.model.cpu().to(memory_format=torch.contiguous_format).eval()
         meta = {"task": self.task, "model": self.describe_model(), "style": self.config.data.style,
                 "input": {"name": "images", "shape": ["batch", 3, "height", "width"], "dtype": "float32",
                           "color": "RGB", "range": [0, 1]},
