@@ -66,7 +66,6 @@ def test_detector_learns_tree_crowns_and_formats_agree(tmp_path):
 def test_unet_segments_real_nuclei_and_tiles_agree(tmp_path):
     """Real microscopy: a few epochs of the pretrained U-Net segment the nuclei; predicting the
     validation strip whole and in overlapping tiles gives nearly the same mask."""
-    import numpy as np
     from PIL import Image
 
     from visiontl.adapters import SegmentConfig, Segmenter
