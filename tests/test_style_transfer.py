@@ -226,7 +226,7 @@ def test_fast_model_crops_per_image_repeats_training_photos_only(tmp_path, capsy
     assert train[0][0].shape == (3, 32, 32)
     st.config.train.epochs, st.config.train.batch_size = 2, 4
     st.prepare(train)
-    assert "10 optimiser steps (20 crops × 2 epochs / batch 4)" in capsys.readouterr().err
+    assert "optimiser steps = 10 (20 crops × epochs 2 / batch 4)" in capsys.readouterr().err
     st.config.data.crops_per_image = 0
     with pytest.raises(ValueError, match="crops_per_image must be at least 1"):
         st.datasets()

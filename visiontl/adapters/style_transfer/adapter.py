@@ -71,7 +71,7 @@ class Stylizer(TaskAdapter):
         t = self.config.train
         steps = t.epochs * -(-len(train_set) // (t.batch_size * t.accumulate))
         if steps < SHORT_TRAINING:
-            print(f"note: {steps} optimiser steps ({len(train_set)} crops × {t.epochs} epochs / batch {t.batch_size}); "
+            print(f"note: optimiser steps = {steps} ({len(train_set)} crops × epochs {t.epochs} / batch {t.batch_size}); "
                   f"a fast style model needs about {SHORT_TRAINING}+ to show the style (Johnson et al.: 40,000): "
                   "raise train.epochs or data.crops_per_image", file=sys.stderr)
 
