@@ -35,7 +35,7 @@ class StylizeLoss:
     style_layer_weights: list[float] = field(default_factory=list)  # [] = equal
     content_weight: float = 1.0
     # both losses are scale-free (see loss.py); relu2_2 holds the content tighter than the
-    # optimisation mode's relu4_2, so the style needs more weight here (5: mostly a colour shift)
+    # optimisation mode's relu4_2, so the style needs more weight here (5 gave a faint style)
     style_weight: float = 25.0
     tv_weight: float = 1.0
 

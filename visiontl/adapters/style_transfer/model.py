@@ -41,10 +41,10 @@ class TransformerNet(nn.Module):
     ``width`` is the first layer's channels (32 in the paper); ``blocks`` the residual blocks (5).
     The network predicts a change to the input, and its last layer starts at zero: an
     untrained model returns its input, so training starts from the content (as the
-    optimisation mode does) instead of from grey. The change is added without a squashing
-    function and clamped to [0, 1] only outside training: a sigmoid or tanh output left
-    regions that saturated early stuck at black or white (vanishing gradients; measured as
-    blotches after a few hundred steps).
+    optimisation mode does) instead of from grey. The sum is clamped to [0, 1], in training
+    with a straight-through gradient: a sigmoid output left regions that saturated early
+    stuck at black or white (no gradient; seen as blotches after a few hundred steps), and
+    an unclamped one fed the loss network far-out-of-range images (loss spikes).
     """
 
     def __init__(self, width: int = 32, blocks: int = 5) -> None:
