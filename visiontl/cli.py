@@ -58,23 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("action", nargs="?", default="info", choices=["info", "clear"])
     ca.add_argument("--dir", help="cache folder (default ~/.cache/visiontl/features)")
     sub.add_parser("backbones", help="list backbones and whether their pretrained weights are available")
+    # options left out stay absent (SUPPRESS): stylize() applies its own defaults (StylizeOptions)
     sy = sub.add_parser("stylize", help="style transfer by per-image optimisation (Gatys et al.); for a trained fast "
-                                        "model use `visiontl predict RUN/best.pt …`")
+                                        "model use `visiontl predict RUN/best.pt …`", argument_default=argparse.SUPPRESS)
     sy.add_argument("content", help="content image, or a folder of them")
     sy.add_argument("style", help="style image")
     sy.add_argument("--out", default="stylized", help="output folder (default: stylized/)")
-    sy.add_argument("--size", type=int, default=512, help="longer side of the output")
-    sy.add_argument("--steps", type=int, default=300)
-    sy.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"])
-    sy.add_argument("--content-weight", type=float, default=1.0)
-    sy.add_argument("--style-weight", type=float, default=5.0)
-    sy.add_argument("--tv-weight", type=float, default=1.0)
-    sy.add_argument("--init", default="content", choices=["content", "noise"])
+    sy.add_argument("--size", type=int, help="longer side of the output")
+    sy.add_argument("--steps", type=int)
+    sy.add_argument("--optimizer", choices=["lbfgs", "adam"])
+    sy.add_argument("--content-weight", type=float)
+    sy.add_argument("--style-weight", type=float)
+    sy.add_argument("--tv-weight", type=float)
+    sy.add_argument("--init", choices=["content", "noise"])
     sy.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
-    sy.add_argument("--save-every", type=int, default=0, help="write an intermediate image every N steps")
-    sy.add_argument("--backbone", default="vgg19")
-    sy.add_argument("--weights", default="imagenet")
-    sy.add_argument("--device", default="auto")
+    sy.add_argument("--save-every", type=int, help="write an intermediate image every N steps")
+    sy.add_argument("--backbone")
+    sy.add_argument("--weights")
+    sy.add_argument("--device")
     ds = sub.add_parser("datasets", help="write the built-in real datasets (from installed packages, offline) "
                                          "that the configs/ recipes use, and print where they are")
     ds.add_argument("names", nargs="*", help="trees | nuclei (default: all)")
@@ -132,13 +133,12 @@ def _run(args) -> int:
         from .data.images import expand_inputs
 
         out = Path(args.out)
+        options = {k: v for k, v in vars(args).items() if k not in ("command", "content", "style", "out")}
         for content in expand_inputs(args.content):
             name = f"{Path(content).stem}_{Path(args.style).stem}"
-            result = stylize(content, args.style, size=args.size, steps=args.steps, optimizer=args.optimizer,
-                             content_weight=args.content_weight, style_weight=args.style_weight,
-                             tv_weight=args.tv_weight, init=args.init, preserve_color=args.preserve_color,
-                             save_every=args.save_every, out_dir=str(out / f"{name}_steps") if args.save_every else "",
-                             backbone=args.backbone, weights=args.weights, device=args.device)
+            if options.get("save_every"):
+                options["out_dir"] = str(out / f"{name}_steps")
+            result = stylize(content, args.style, **options)
             files = result.write(out / f"{name}.png", content, args.style)
             last = result.history[-1]
             print(f"{content}: {result.seconds:.1f} s, {len(result.history)} steps, loss {last['loss']:.4g} "

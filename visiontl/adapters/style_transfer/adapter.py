@@ -20,7 +20,7 @@ from ...data.transforms import apply
 from ...engine import seed_everything
 from ..base import TaskAdapter
 from .config import StylizeConfig
-from .loss import content_loss, gram, style_loss, total_variation
+from .loss import content_loss, gram, layer_weights, style_loss, total_variation
 from .model import TransformerNet
 from .optimize import load_rgb, to_uint8
 from .taps import FeatureTaps
@@ -52,6 +52,7 @@ class Stylizer(TaskAdapter):
         self.classes = []
         self._loss_net: FeatureTaps | None = None
         self._style_grams: dict | None = None
+        self._style_weights: dict | None = None
 
     def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
         seed_everything(self.config.train.seed)
@@ -117,10 +118,11 @@ class Stylizer(TaskAdapter):
         if self._loss_net is None:
             lc, d = self.config.loss, self.config.data
             backbone = create_backbone(self.config.model.backbone, weights=self.config.model.weights)
+            self._style_weights = layer_weights(lc.style_layers, lc.style_layer_weights)
             self._loss_net = FeatureTaps(backbone, [*lc.content_layers, *lc.style_layers])
             style = load_rgb(d.style, d.style_size or 2 * d.image_size)
             with torch.no_grad():
-                self._style_grams = {k: gram(v) for k, v in self._loss_net(style).items() if k in lc.style_layers}
+                self._style_grams = {k: gram(v) for k, v in self._loss_net(style, lc.style_layers).items()}
         if next(self._loss_net.parameters()).device != device:
             self._loss_net.to(device)
             self._style_grams = {k: v.to(device) for k, v in self._style_grams.items()}
@@ -132,10 +134,10 @@ class Stylizer(TaskAdapter):
         x = images.float() / 255 if images.dtype == torch.uint8 else images
         out = model(x)
         with torch.no_grad():
-            targets = {k: v for k, v in taps(x).items() if k in lc.content_layers}
+            targets = taps(x, lc.content_layers)  # relu2_2: a fraction of the network
         feats = taps(out)
-        weights = dict(zip(lc.style_layers, lc.style_layer_weights or [1 / len(lc.style_layers)] * len(lc.style_layers)))
-        parts = {"content": content_loss(feats, targets).mean(), "style": style_loss(feats, self._style_grams, weights).mean(),
+        parts = {"content": content_loss(feats, targets).mean(),
+                 "style": style_loss(feats, self._style_grams, self._style_weights).mean(),
                  "tv": total_variation(out.float()).mean()}
         total = lc.content_weight * parts["content"] + lc.style_weight * parts["style"] + lc.tv_weight * parts["tv"]
         return {"loss": total, **parts}

@@ -7,6 +7,8 @@ set of weights (``content_weight``, ``style_weight``) serves every backbone and 
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 
@@ -34,6 +36,13 @@ def relative_mse(x: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> to
 def content_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
     """Sum over the content layers of the relative feature error. Shape: → (N,)."""
     return sum(relative_mse(features[k].float(), targets[k].float()) for k in targets)
+
+
+def layer_weights(layers: Sequence[str], weights: Sequence[float] = ()) -> dict[str, float]:
+    """{style layer: weight}; no weights = equal shares summing to 1."""
+    if weights and len(weights) != len(layers):
+        raise ValueError(f"style_layer_weights has {len(weights)} entries for {len(layers)} style layers")
+    return dict(zip(layers, weights or [1 / len(layers)] * len(layers)))
 
 
 def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor],

@@ -15,7 +15,7 @@ from PIL import Image
 from ...backbones import create_backbone
 from ...data.images import read_image
 from ...engine.distributed import select_device
-from .loss import content_loss, gram, style_loss, total_variation
+from .loss import content_loss, gram, layer_weights, style_loss, total_variation
 from .taps import FeatureTaps
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -128,15 +128,12 @@ def stylize(content, style, **options) -> Stylized:
     torch.manual_seed(o.seed)
     backbone = create_backbone(o.backbone, weights=o.weights)
     taps = FeatureTaps(backbone, [*o.content_layers, *o.style_layers]).to(device)
-    layer_weights = dict(zip(o.style_layers, o.style_layer_weights or [1.0 / len(o.style_layers)] * len(o.style_layers)))
-    if len(layer_weights) != len(o.style_layers):
-        raise ValueError(f"style_layer_weights has {len(o.style_layer_weights)} entries for "
-                         f"{len(o.style_layers)} style layers")
+    style_weights = layer_weights(o.style_layers, o.style_layer_weights)
     content_x = load_rgb(content, o.size).to(device)
     style_x = load_rgb(style, o.style_size or o.size).to(device)
     with torch.no_grad():
-        content_targets = {k: v for k, v in taps(content_x).items() if k in o.content_layers}
-        style_grams = {k: gram(v) for k, v in taps(style_x).items() if k in o.style_layers}
+        content_targets = taps(content_x, o.content_layers)
+        style_grams = {k: gram(v) for k, v in taps(style_x, o.style_layers).items()}
     x = (content_x.clone() if o.init == "content" else torch.rand_like(content_x)).requires_grad_(True)
     lr = o.lr or (1.0 if o.optimizer == "lbfgs" else 0.02)
     opt = (torch.optim.LBFGS([x], lr=lr, max_iter=20, history_size=50) if o.optimizer == "lbfgs"
@@ -156,7 +153,7 @@ def stylize(content, style, **options) -> Stylized:
         opt.zero_grad(set_to_none=True)
         feats = taps(x)
         c = content_loss(feats, content_targets).sum()
-        s = style_loss(feats, style_grams, layer_weights).sum()
+        s = style_loss(feats, style_grams, style_weights).sum()
         tv = total_variation(x).sum()
         loss = o.content_weight * c + o.style_weight * s + o.tv_weight * tv
         loss.backward()

@@ -7,6 +7,8 @@ Every backbone also has its stage outputs, ``stage0`` … ``stage4`` (strides 2 
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -69,10 +71,14 @@ class FeatureTaps(nn.Module):
     def train(self, mode: bool = True) -> "FeatureTaps":
         return super().train(False)  # always frozen: BatchNorm (if any) keeps its statistics
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """The tapped layers' features, or only ``layers`` (then it stops at the deepest of them)."""
+        wanted = self.wanted if layers is None else set(layers)
         x, out = self.preprocess(images), {}
         for name, layer in zip(self.names, self.layers):
             x = layer(x)
-            if name in self.wanted:
+            if name in wanted:
                 out[name] = x
+                if len(out) == len(wanted):
+                    break
         return out
