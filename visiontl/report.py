@@ -19,7 +19,7 @@ def report(run_dir: str | Path) -> str:
     monitor = cfg.get("train", {}).get("monitor") or _task_monitor(task)
     if monitor not in rows[0]:
         monitor = "val/loss" if "val/loss" in rows[0] else ""
-    best = (min if "loss" in monitor else max)(rows, key=lambda r: r.get(monitor, 0)) if monitor else rows[-1]
+    best, verdict = best_vs_last(rows, monitor, "min" if "loss" in monitor else "max") if monitor else (rows[-1], "")
     cols = [c for c in rows[0] if c != "epoch" and isinstance(rows[0][c], float)]
     lines = [
         f"run        {run}",
@@ -34,9 +34,35 @@ def report(run_dir: str | Path) -> str:
     for r in rows:
         mark = " *" if r is best else ""
         lines.append(f"{int(r['epoch']):5} " + "".join(f"{r[c]:>{_w(c)}.4g}" for c in cols) + mark)
+    if verdict:
+        lines += ["", verdict]
     files = sorted(p.name for p in run.iterdir() if p.suffix in {".png", ".pt", ".csv", ".yaml", ".txt"})
     lines += ["", "files      " + "  ".join(files)]
     return "\n".join(lines)
+
+
+def best_vs_last(rows: list[dict], monitor: str, mode: str) -> tuple[dict, str]:
+    """The best epoch's row by ``monitor`` and a sentence saying which epoch ``best.pt``
+    holds, flagging a last epoch far below it (more than 2 points of a 0–1 metric, or a
+    loss 10 % above the best): training then made the model worse and the final metrics
+    printed during training are not the ones the checkpoint has."""
+    scored = [r for r in rows if isinstance(r.get(monitor), float) and r[monitor] == r[monitor]]
+    if not scored:
+        return rows[-1], ""
+    best = (min if mode == "min" else max)(scored, key=lambda r: r[monitor])
+    last = rows[-1]
+    b, n = int(best["epoch"]), int(last["epoch"])
+    text = f"best.pt holds epoch {b} of {n}: {monitor} {best[monitor]:.4f}"
+    if last is best or monitor not in last:
+        return best, text + " (the last epoch)"
+    gap = last[monitor] - best[monitor] if mode == "min" else best[monitor] - last[monitor]
+    text += f"; the last epoch has {last[monitor]:.4f}"
+    far = gap > 0.1 * abs(best[monitor]) if mode == "min" else gap > 0.02
+    if far:
+        text += (f"\nWARNING: the last epoch is {gap:.3g} worse than epoch {b}: training made the model worse "
+                 f"after it (a fine-tuning switch? too high a learning rate? overfitting?). best.pt keeps "
+                 f"epoch {b}; last.pt has the last epoch.")
+    return best, text
 
 
 def _task_monitor(task: str) -> str:

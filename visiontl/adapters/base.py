@@ -7,6 +7,7 @@ model (``_build``), its steps and metrics, ``on_fit_end``, ``evaluate``, ``predi
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -138,7 +139,9 @@ class TaskAdapter:
         ft, why = self.resolve_finetune(len(train_set))
         header = (f"{self.describe_model()}, {len(train_set)} training images, {len(self.classes)} classes; {why}; "
                   f"optim.lr {self.config.optim.lr:g} (before the schedule)")
-        return header + "\n" + Finetuner(ft, self.model).table(self.config.train.epochs, self.config.optim.lr)
+        t = self.config.train
+        steps = math.ceil(math.ceil(len(train_set) / t.batch_size) / t.accumulate)
+        return header + "\n" + Finetuner(ft, self.model).table(t.epochs, self.config.optim.lr, steps_per_epoch=steps)
 
     def describe_model(self) -> str:
         return f"{self.config.model.backbone} ({self.model.backbone.weights_source})"
@@ -171,8 +174,17 @@ class TaskAdapter:
             metrics = final if final is not None else self.evaluate(self._val_set)
             self._write_eval(run_dir, self._val_set)
             lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            lines.append(self.best_vs_last(history)[1])
         lines.append(f"files: {self.summary_files}")
         (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
+
+    def best_vs_last(self, history: list[dict]) -> tuple[dict, str]:
+        """Which epoch ``best.pt`` holds, with a warning when the last epoch is far below it."""
+        from ..report import best_vs_last
+
+        monitor = self.config.train.monitor
+        monitor, mode = (monitor, "min" if "loss" in monitor else "max") if monitor else self.monitor
+        return best_vs_last(history, monitor, mode)
 
     # -- what the engine calls ----------------------------------------------------------
     def train_mode(self, model) -> None:

@@ -109,8 +109,10 @@ class Backbone(nn.Module):
         return self.feature_info[-1].channels
 
     def layer_groups(self) -> list[nn.Module]:
-        """Ordered groups (input → output) that "unfreeze the last N" counts in."""
-        return list(self.stages)
+        """Ordered groups (input → output) that "unfreeze the last N" counts in: one per
+        block (an inverted residual, a residual block, a VGG convolution), finer than the
+        stages that ``feature_info`` describes."""
+        return block_groups(self.stages)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.forward_features(self.preprocess(x))
@@ -122,6 +124,40 @@ class Backbone(nn.Module):
             x = stage(x)
             features.append(x)
         return features
+
+
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def block_groups(modules) -> list[nn.Module]:
+    """Blocks, in order: plain ``Sequential``/``ModuleList`` containers are opened (a stage
+    of blocks, a slice of ``features``; a timm stage with ``.blocks``), anything else (a block class, a conv-BN-act unit)
+    is one group; a normalisation layer or a module without parameters joins the group
+    before it (conv | BN | ReLU | pool is one group, not four)."""
+    groups: list[list[nn.Module]] = []
+
+    def visit(m: nn.Module) -> None:
+        blocks = getattr(m, "blocks", None)  # a timm stage: downsample, then its blocks
+        if type(m) in (nn.Sequential, nn.ModuleList) or type(blocks) in (nn.Sequential, nn.ModuleList):
+            for child in m.children():
+                visit(child)
+            return
+        has_params = any(True for _ in m.parameters())
+        if groups and (not has_params or isinstance(m, _NORMS)):
+            groups[-1].append(m)
+        else:
+            groups.append([m])
+
+    for m in modules:
+        visit(m)
+    # a group of parameter-free modules only (a leading pool) joins the next one
+    merged: list[list[nn.Module]] = []
+    for g in groups:
+        if merged and not any(True for m in merged[-1] for _ in m.parameters()):
+            merged[-1].extend(g)
+        else:
+            merged.append(g)
+    return [g[0] if len(g) == 1 else nn.ModuleList(g) for g in merged]
 
 
 def freeze(module: nn.Module, frozen: bool = True) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .base import Backbone, FeatureInfo, Preprocessing
+from .base import Backbone, FeatureInfo, Preprocessing, block_groups
 from .weights import WeightsUnavailable, network_allowed
 
 
@@ -35,12 +35,7 @@ class TimmBackbone(Backbone):
 
     def layer_groups(self) -> list[nn.Module]:
         taps = [info["module"].replace(".", "_") for info in self.net.feature_info.get_dicts()]
-        groups: list[list[nn.Module]] = [[]]
-        for name, module in _leaves(self.net, taps):
-            groups[-1].append(module)
-            if name.replace(".", "_") in taps and len(groups) < len(taps):
-                groups.append([])
-        return [nn.ModuleList(g) for g in groups]
+        return block_groups([module for _, module in _leaves(self.net, taps)])
 
 
 def _leaves(net: nn.Module, taps: list[str]):

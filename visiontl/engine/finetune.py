@@ -1,27 +1,41 @@
 """Fine-tuning strategies, one mechanism for every task.
 
-The backbone's ordered layer groups (``Backbone.layer_groups()``) and the task head form
-the optimiser's parameter groups once, for the whole run; a strategy only decides, per
-epoch, which groups train and at what learning-rate scale. Because that decision is a pure
-function of the epoch, a resume in any phase lands in the right one, and the optimiser's
-state survives every switch.
+The backbone's ordered layer groups (``Backbone.layer_groups()``: one per block, so "the
+last N" means N blocks) and the task head form the optimiser's parameter groups once, for
+the whole run; a strategy only decides, per epoch, which groups train, at what learning
+rate, and how the backbone's BatchNorm behaves. Because that decision is a pure function
+of the epoch, a resume in any phase lands in the right one, and the optimiser's state
+survives every switch.
 
 Strategies (``finetune.strategy``):
 
 - ``frozen``: feature extraction — backbone frozen, its BatchNorm in eval mode, head trains;
 - ``last_n``: the last ``finetune.last_n`` backbone groups train with the head;
 - ``full``: everything trains;
-- ``two_phase``: ``head_epochs`` epochs frozen, then the last ``last_n`` groups unfreeze and
-  the learning rate is multiplied by ``phase2_lr_factor``;
+- ``two_phase``: ``head_epochs`` epochs frozen, then the last ``last_n`` groups unfreeze;
 - ``gradual``: one more group (from the top) unfreezes at each epoch in ``milestones``
   (default: every epoch after the first);
 - ``auto``: chosen from the dataset size and number of classes (:func:`choose`), with the reason.
 
+Once a frozen phase has ended (``two_phase``, ``gradual``), the backbone groups train at
+``phase2_lr_factor`` × the LR and the head at ``phase2_head_lr_factor`` × the LR (fastai's
+``fine_tune`` halves the head's), so a small backbone LR never starves the head. Each phase
+gets its own warmup and decay (:meth:`Finetuner.phase_of`): the schedule restarts at a
+switch instead of carrying on from a decayed value.
+
+BatchNorm (``finetune.bn``): ``frozen`` keeps every backbone BatchNorm layer in inference
+mode with its pretrained statistics even while its weights train (Keras's transfer-learning
+guide; a batch of augmented images from a new domain otherwise replaces ImageNet's
+statistics at the switch, and the trained head sees features it has never seen);
+``train`` lets the trainable groups' BatchNorm use and update batch statistics; ``auto``
+is ``frozen`` for pretrained weights and ``train`` from random init.
+
 Discriminative learning rates: with ``group_lr_decay`` = d < 1 the top backbone group gets
-d × the head's LR, the next d², and so on down to the stem.
+d × its LR, the next d², and so on down to the stem.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -33,13 +47,16 @@ from ..backbones.base import freeze
 @dataclass
 class FinetuneConfig:
     strategy: Literal["frozen", "last_n", "full", "two_phase", "gradual", "auto"] = "frozen"
-    last_n: int = 2  # backbone groups that train (last_n; two_phase after the switch)
+    last_n: int = 2  # backbone groups (blocks) that train (last_n; two_phase after the switch)
     head_epochs: int = 2  # two_phase: epochs with the backbone frozen
-    phase2_lr_factor: float = 0.01  # two_phase: LR multiplier once the backbone trains
+    phase2_lr_factor: float = 0.1  # after a frozen phase: the backbone groups' LR multiplier
+    phase2_head_lr_factor: float = 0.5  # after a frozen phase: the head's LR multiplier
+    phase_warmup: float = 0.1  # fraction of each phase after a switch spent warming the LR up
+    bn: Literal["auto", "frozen", "train"] = "auto"  # backbone BatchNorm; auto: frozen if pretrained
     milestones: list[int] = field(default_factory=list)  # gradual: epochs (0-based) that unfreeze one more group
     group_lr_decay: float = 1.0  # discriminative LRs: top backbone group × d, the next × d², …
     cache: Literal["auto", "off"] = "auto"  # auto: train the head on cached features while the backbone is frozen
-    cache_views: int = 0  # 0: one plain view per image; K > 0: K augmented views, one drawn per epoch
+    cache_views: int = -1  # -1: auto (augmented views when a fine-tuning phase follows); 0: one plain view; K: K views
     cache_dir: str = ""  # default ~/.cache/visiontl/features (VISIONTL_CACHE moves it)
 
 
@@ -60,34 +77,55 @@ def trainable_groups(cfg: FinetuneConfig, n_groups: int, epoch: int) -> int:
     raise ValueError(f"finetune.strategy {s!r} must be resolved first (auto → choose())")
 
 
-def lr_factor(cfg: FinetuneConfig, epoch: int) -> float:
-    """Multiplier on the whole learning rate in ``epoch`` (two_phase lowers it after the switch)."""
-    return cfg.phase2_lr_factor if cfg.strategy == "two_phase" and epoch >= cfg.head_epochs else 1.0
+def switched(cfg: FinetuneConfig, epoch: int) -> bool:
+    """Whether ``epoch`` comes after a frozen phase (two_phase's second phase, gradual's
+    unfrozen epochs): the phase whose LRs are ``phase2_*_lr_factor``."""
+    if cfg.strategy == "two_phase":
+        return epoch >= cfg.head_epochs
+    if cfg.strategy == "gradual":
+        return epoch >= min(cfg.milestones or [1])
+    return False
+
+
+def lr_factors(cfg: FinetuneConfig, epoch: int) -> tuple[float, float]:
+    """(backbone, head) LR multipliers in ``epoch``."""
+    if switched(cfg, epoch):
+        return cfg.phase2_lr_factor, cfg.phase2_head_lr_factor
+    return 1.0, 1.0
+
+
+def follows_switch(cfg: FinetuneConfig, epochs: int) -> bool:
+    """Whether a run of ``epochs`` has a frozen phase followed by a fine-tuning one."""
+    return cfg.strategy in ("two_phase", "gradual") and any(switched(cfg, e) for e in range(epochs))
 
 
 def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int) -> tuple[FinetuneConfig, str]:
-    """``auto``: little data → a frozen backbone; more data → more groups fine-tuned.
+    """``auto``: almost no data → a frozen backbone (a linear probe); otherwise ``two_phase``
+    (the head settles on cached features, then the top blocks adapt with BatchNorm
+    statistics kept), unfreezing more blocks the more images there are per class.
 
-    Rules of thumb from the transfer-learning literature (Yosinski 2014; Kornblith 2019):
-    fine-tuning pays once there are a few hundred images per class, and deeper fine-tuning
-    needs more of them.
+    Measured by ``python -m benchmarks recipes`` (benchmarks/RESULTS.md): with BatchNorm
+    frozen and per-phase schedules, ``two_phase`` matched or beat the probe from ~30 images
+    per class up; the probe only wins when the classes have a handful of images each.
     """
     if cfg.strategy != "auto":
         return cfg, f"finetune.strategy={cfg.strategy} (as configured)"
     per_class = n_images / max(n_classes, 1)
-    if n_images < 1000 or per_class < 50:
+    if per_class < 15:
         return (replace(cfg, strategy="frozen"),
-                f"auto → frozen: {n_images} images ({per_class:.0f}/class) is little data; a linear probe overfits least")
-    if per_class < 300:
-        return (replace(cfg, strategy="two_phase", last_n=min(2, n_groups)),
-                f"auto → two_phase, last 2 groups: {n_images} images ({per_class:.0f}/class) — enough to adapt "
-                "the top of the backbone after the head has settled")
-    if per_class < 1000:
-        n = max(2, n_groups // 2 + 1)
-        return (replace(cfg, strategy="two_phase", last_n=n),
-                f"auto → two_phase, last {n} groups: {n_images} images ({per_class:.0f}/class)")
-    return (replace(cfg, strategy="full", group_lr_decay=min(cfg.group_lr_decay, 0.5)),
-            f"auto → full with discriminative LRs (decay 0.5): {n_images} images ({per_class:.0f}/class) is plenty")
+                f"auto → frozen: {n_images} images ({per_class:.0f}/class) is too little to adapt the backbone; "
+                "a linear probe overfits least")
+    n = 2 if per_class < 300 else 4 if per_class < 1000 else max(4, n_groups // 3)
+    n = min(n, n_groups)
+    return (replace(cfg, strategy="two_phase", last_n=n),
+            f"auto → two_phase, last {n} blocks: {n_images} images ({per_class:.0f}/class) — the head settles on "
+            f"the frozen backbone for {cfg.head_epochs} epochs, then the top blocks adapt")
+
+
+def is_pretrained(backbone: nn.Module | None) -> bool:
+    """Whether ``backbone`` carries learned weights (not a random init)."""
+    source = str(getattr(backbone, "weights_source", "none") or "none")
+    return source != "none" and not source.endswith((".yaml", ".yml"))
 
 
 class Finetuner:
@@ -100,6 +138,7 @@ class Finetuner:
         self.groups = list(backbone.layer_groups()) if backbone is not None else []
         in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
         self.head = [p for p in model.parameters() if id(p) not in in_backbone]
+        self.freeze_bn = cfg.bn == "frozen" or (cfg.bn == "auto" and is_pretrained(backbone))
 
     def param_groups(self) -> list[dict]:
         """One optimiser group per backbone layer group, plus the head; all parameters, all
@@ -112,9 +151,9 @@ class Finetuner:
         """LR scale per optimiser group (backbone groups in order, then the head) in ``epoch``."""
         n = len(self.groups)
         k = trainable_groups(self.cfg, n, epoch)
-        factor = lr_factor(self.cfg, epoch)
-        backbone = [factor * self.cfg.group_lr_decay ** (n - i) if i >= n - k else 0.0 for i in range(n)]
-        return [*backbone, factor]
+        backbone, head = lr_factors(self.cfg, epoch)
+        groups = [backbone * self.cfg.group_lr_decay ** (n - i) if i >= n - k else 0.0 for i in range(n)]
+        return [*groups, head]
 
     def apply(self, epoch: int, optimizer=None) -> bool:
         """Set ``requires_grad`` and the optimiser's LR scales for ``epoch``. Returns True when
@@ -129,6 +168,15 @@ class Finetuner:
                 pg["lr_scale"] = by_name[pg["name"]]
         return before != [p.requires_grad for p in self.model.parameters()]
 
+    def set_bn_mode(self) -> None:
+        """After ``model.train()``: BatchNorm of frozen groups (and, with ``bn: frozen``, of
+        every backbone group) in inference mode, keeping its running statistics."""
+        for group in self.groups:
+            for m in group.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and (
+                        self.freeze_bn or not any(p.requires_grad for p in m.parameters(recurse=False))):
+                    m.eval()
+
     def backbone_frozen(self, epoch: int) -> bool:
         return trainable_groups(self.cfg, len(self.groups), epoch) == 0
 
@@ -142,19 +190,55 @@ class Finetuner:
                 last = s
         return starts
 
-    def table(self, epochs: int, base_lr: float) -> str:
-        """The dry-run: every layer group, trainable or frozen, BN mode, LR and size, per phase."""
-        lines = []
+    def phase_of(self, epoch: int, epochs: int) -> tuple[int, int]:
+        """(first epoch, number of epochs) of the phase ``epoch`` is in: the LR schedule runs
+        once per phase, warmup and decay included."""
+        starts = [*self.phase_starts(epochs), epochs]
+        start = max(s for s in starts[:-1] if s <= epoch)
+        return start, starts[starts.index(start) + 1] - start
+
+    def warmup_steps(self, phase_start: int, phase_steps: int, configured: int) -> int:
+        """The first phase warms up as configured; a phase after a switch at least
+        ``phase_warmup`` of its steps (the newly trainable groups start with empty optimiser
+        state, and a cold start at the peak LR is what wrecks a trained head)."""
+        if phase_start == 0:
+            return configured
+        return max(configured, math.ceil(self.cfg.phase_warmup * phase_steps))
+
+    def table(self, epochs: int, base_lr: float, *, steps_per_epoch: int | None = None) -> str:
+        """The dry-run: layer groups (consecutive alike ones folded), trainable or frozen, BN
+        mode, peak LR and size, per phase, with each phase's schedule."""
+        lines = [("BatchNorm of the backbone: pretrained statistics kept, also in trainable groups (finetune.bn)"
+                  if self.freeze_bn else "BatchNorm of the backbone: batch statistics in trainable groups (finetune.bn)")]
         for start in self.phase_starts(epochs):
             scales = self.scales(start)
-            lines.append(f"from epoch {start + 1} ({self.cfg.strategy}):")
-            lines.append(f"  {'group':14}{'params':>12}  {'trainable':11}{'BatchNorm':15}{'lr':>10}")
+            _, length = self.phase_of(start, epochs)
+            sched = f"epochs {start + 1}–{start + length}"
+            if steps_per_epoch:
+                warm = self.warmup_steps(start, length * steps_per_epoch, 0)
+                sched += f", {length * steps_per_epoch} optimiser steps"
+                if start:
+                    sched += f"; the LR schedule restarts (warmup {warm} steps, then decays)"
+            lines.append(f"from epoch {start + 1} ({self.cfg.strategy}): {sched}")
+            lines.append(f"  {'group':18}{'params':>12}  {'trainable':11}{'BatchNorm':15}{'peak lr':>10}")
+            rows = []
             for i, group in enumerate(self.groups):
                 n = sum(p.numel() for p in group.parameters())
                 has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in group.modules())
                 on = scales[i] > 0
-                bn = ("train" if on else "eval (frozen)") if has_bn else "-"
-                lines.append(f"  {f'backbone.{i}':14}{n:>12,}  {'yes' if on else 'no':11}{bn:15}{base_lr * scales[i]:>10.3g}")
+                bn = ("-" if not has_bn else "eval (frozen)" if not on else "eval (kept)" if self.freeze_bn
+                      else "train")
+                rows.append([i, i, n, "yes" if on else "no", bn, base_lr * scales[i]])
+            folded = []
+            for row in rows:  # consecutive frozen groups fold into one line
+                prev = folded[-1] if folded else None
+                if prev and row[3] == "no" and prev[3] == "no" and prev[4] == row[4]:
+                    prev[1], prev[2] = row[1], prev[2] + row[2]
+                else:
+                    folded.append(row)
+            for first, last, n, on, bn, lr in folded:
+                name = f"backbone.{first}" if first == last else f"backbone.{first}-{last}"
+                lines.append(f"  {name:18}{n:>12,}  {on:11}{bn:15}{lr:>10.3g}")
             n_head = sum(p.numel() for p in self.head)
-            lines.append(f"  {'head':14}{n_head:>12,}  {'yes':11}{'-':15}{base_lr * scales[-1]:>10.3g}")
+            lines.append(f"  {'head':18}{n_head:>12,}  {'yes':11}{'-':15}{base_lr * scales[-1]:>10.3g}")
         return "\n".join(lines)

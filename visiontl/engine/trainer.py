@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from ..config import save_config
 from . import distributed as dist
-from .finetune import FinetuneConfig, Finetuner
+from .finetune import FinetuneConfig, Finetuner, follows_switch
 from .checkpoint import link_atomic, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
 from .logger import MetricsLogger, Progress
 from .schedules import get_lr
@@ -151,7 +151,6 @@ class Trainer:
         train_loader = self._loader(train_set, train=True)
         val_loader = self._loader(val_set, train=False) if val_set is not None else None
         steps_per_epoch = math.ceil(len(train_loader) / cfg.accumulate)
-        total_steps = cfg.epochs * steps_per_epoch
         warmup = int(ocfg.warmup_epochs * steps_per_epoch)
         monitor, mode = (cfg.monitor, "min" if "loss" in cfg.monitor else "max") if cfg.monitor else adapter.monitor
         start_epoch, step, best, stale = 0, 0, None, 0
@@ -184,6 +183,12 @@ class Trainer:
             if distributed:
                 epoch_train.sampler.set_epoch(epoch)
             adapter.train_mode(model)
+            self.finetuner.set_bn_mode()
+            # each phase has its own warmup and decay: a switch restarts the schedule
+            phase_start, phase_epochs = self.finetuner.phase_of(epoch, cfg.epochs)
+            phase_steps = phase_epochs * steps_per_epoch
+            phase_step = (epoch - phase_start) * steps_per_epoch
+            phase_warmup = self.finetuner.warmup_steps(phase_start, phase_steps, warmup)
             loss_sum, n_batches, lr, t0 = torch.zeros((), device=device), 0, ocfg.lr, time.perf_counter()
             if use_cache:
                 epoch_train.dataset.new_epoch()  # which augmented view of each image, from this epoch's seed
@@ -198,10 +203,10 @@ class Trainer:
                         out = adapter.training_step(step_model, batch)
                     scaler.scale(out["loss"] / cfg.accumulate).backward()
                 if last_micro:
-                    lr = get_lr(step, total_steps=total_steps, base_lr=ocfg.lr, schedule=ocfg.schedule,
-                                warmup_steps=warmup, min_lr_ratio=ocfg.min_lr_ratio)
+                    lr = get_lr(phase_step, total_steps=phase_steps, base_lr=ocfg.lr, schedule=ocfg.schedule,
+                                warmup_steps=phase_warmup, min_lr_ratio=ocfg.min_lr_ratio)
                     self._optimizer_step(model, optimizer, scaler, lr)
-                    step += 1
+                    step, phase_step = step + 1, phase_step + 1
                 loss_sum += out["loss"].detach().float()
                 n_batches += 1
                 if n_batches % 10 == 0:  # reading the loss waits for the device: not every step
@@ -262,7 +267,7 @@ class Trainer:
         backbone = model.backbone
         base = {"backbone": backbone.name, "weights": fc.weights_hash(backbone),
                 "preprocessing": backbone.preprocessing.to_dict(), "layer": adapter.feature_layer}
-        stats = {"dir": str(root), "computed": 0, "reused": 0, "views": max(ft.cache_views, 1), "bytes": 0}
+        stats = {"dir": str(root), "computed": 0, "reused": 0, "views": 0, "bytes": 0}
 
         def features(data, views: list[tuple[object, int, str]]):
             ids = [fc.content_hash(p) for p in adapter.sample_paths(data)]
@@ -285,7 +290,9 @@ class Trainer:
             return fc.CachedFeatures(out, adapter.sample_labels(data))
 
         plain, augmented, val_plain = adapter.cache_sources(train_set, val_set)
-        views = [(augmented[0], v, augmented[1]) for v in range(ft.cache_views)] or [(plain[0], 0, plain[1])]
+        n_views = ft.cache_views if ft.cache_views >= 0 else self.auto_cache_views()
+        views = [(augmented[0], v, augmented[1]) for v in range(n_views)] or [(plain[0], 0, plain[1])]
+        stats["views"] = len(views)
         train_cached = features(plain[0], views)
         val_cached = features(val_plain[0], [(val_plain[0], 0, val_plain[1])]) if val_set is not None else None
         stats["bytes"] = fc.size(root)[0]
@@ -295,6 +302,16 @@ class Trainer:
         # features are in memory already: worker processes would only add start-up time
         val_loader = self._loader(val_cached, train=False, workers=0) if val_cached is not None else None
         return adapter.feature_head(model), self._loader(train_cached, train=True, workers=0), val_loader
+
+    def auto_cache_views(self) -> int:
+        """``finetune.cache_views: -1``: when a fine-tuning phase follows the frozen one, the
+        head trains on augmented views (one per frozen epoch, at most 4), so the switch does
+        not change what its inputs look like; a frozen-only run caches one plain view."""
+        ft = self.finetuner.cfg
+        if not follows_switch(ft, self.cfg.epochs):
+            return 0
+        frozen_epochs = sum(1 for e in range(self.cfg.epochs) if self.finetuner.backbone_frozen(e))
+        return max(1, min(frozen_epochs, 4))
 
     def _wrap(self, model, distributed: bool):
         """DDP (and torch.compile) see which parameters train only when they wrap the model:
