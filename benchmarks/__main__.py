@@ -1,9 +1,10 @@
 """python -m benchmarks ENTRY [options] — entries: classification, export, cache, strategies, detection,
-segmentation, style."""
+segmentation, style, recipes."""
 import sys
 
 ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "cache": "benchmarks.cache",
-           "strategies": "benchmarks.strategies", "detection": "benchmarks.detection",
+           "strategies": "benchmarks.strategies", "recipes": "benchmarks.recipes",
+           "detection": "benchmarks.detection",
            "segmentation": "benchmarks.segmentation",
            "style": "benchmarks.style"}
 

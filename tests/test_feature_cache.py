@@ -65,10 +65,10 @@ def test_augmented_views_and_two_phase_uses_the_cache_first(image_folder, tmp_pa
     seen = []
     clf = Classifier(config=cfg, classes=["blue", "green", "red"])
     stem = clf.model.backbone.stages[0][0].weight.clone()
-    last = clf.model.backbone.stages[4][0].conv1.weight.clone()
+    last = clf.model.backbone.stages[4][1].conv1.weight.clone()  # last_n=1: the last block
     clf.fit(callbacks=(lambda trainer, m: seen.append(dict(trainer.cache_stats)),))
     assert seen[0]["computed"] == 18 * 3 + 6 and seen[0]["views"] == 3  # 3 augmented views + plain validation
     assert len(list((tmp_path / "c").iterdir())) == 4  # one feature space per view, one for validation
     final = load_checkpoint(clf.run_dir / "last.pt")["model"]  # (the model itself holds the best epoch)
     assert torch.equal(stem, final["backbone.stages.0.0.weight"])  # frozen throughout
-    assert not torch.equal(last, final["backbone.stages.4.0.conv1.weight"])  # trained in phase 2, on images
+    assert not torch.equal(last, final["backbone.stages.4.1.conv1.weight"])  # trained in phase 2, on images

@@ -1,4 +1,4 @@
-"""``visiontl`` command line: train / val / predict / backbones / demo."""
+"""``visiontl`` command line: train / lr-find / val / predict / export / backbones / demo."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,7 @@ EPILOG = """examples:
   visiontl train classify -c configs/classify/fashion_mnist_mobilenet_v2.yaml optim.lr=3e-4 train.epochs=5
   visiontl train classify -c runs/x/config.yaml train.resume=runs/x/last.pt
   visiontl train classify -c configs/classify/folder_mobilenet_v2_frozen.yaml finetune.strategy=two_phase --dry-run
+  visiontl lr-find classify data.train=path/to/folder          # then optim.lr=<suggested>, or optim.lr=auto
   visiontl train segment -c configs/segment/nuclei_mobilenet_v2.yaml train.epochs=20
   visiontl val runs/x/best.pt --data path/to/val_folder
   visiontl predict runs/x/best.pt photo.jpg more_photos/ --topk 3 --out preds/
@@ -33,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", help="continue from a last.pt (same as train.resume=PATH)")
     t.add_argument("--dry-run", action="store_true",
                    help="print the fine-tuning plan (groups, trainable, BN mode, LR, size) and stop")
+    lf = sub.add_parser("lr-find", help="learning-rate range test (loss vs LR plot and a suggested optim.lr)")
+    lf.add_argument("task", help="classify | detect | segment | stylize")
+    lf.add_argument("-c", "--config", help="YAML config (see configs/)")
+    lf.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.train=PATH finetune.strategy=full")
+    lf.add_argument("--steps", type=int, default=100, help="optimiser steps of the test (default 100)")
+    lf.add_argument("--start-lr", type=float, default=1e-7)
+    lf.add_argument("--end-lr", type=float, default=10.0)
+    lf.add_argument("--out", default=".", help="folder for lr_find.png (default: here)")
     v = sub.add_parser("val", help="evaluate a checkpoint on a dataset")
     v.add_argument("checkpoint")
     v.add_argument("--data", help="classification: folder or CSV; detection: data.yaml, COCO .json or YOLO "
@@ -98,11 +107,21 @@ def _load(checkpoint: str):
     return TASKS[task][0].load(checkpoint)
 
 
+def _from_config(task: str, config: str | None, overrides: list[str]):
+    from .adapters import TASKS
+    from .config import load_config
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    adapter_cls, config_cls = TASKS[task]
+    return adapter_cls.from_config(load_config(config_cls, config, overrides))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     from .backbones.weights import WeightsUnavailable  # after parsing: --help needs no torch
-    if extra and not (args.command == "train" and all("=" in e for e in extra)):
+    if extra and not (args.command in ("train", "lr-find") and all("=" in e for e in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra  # key=value after -c FILE
@@ -162,16 +181,16 @@ def _run(args) -> int:
         run(dataset=args.dataset, backbone=args.backbone, epochs=args.epochs, train_per_class=args.per_class,
             out_dir=args.out)
         return 0
+    if args.command == "lr-find":
+        model = _from_config(args.task, args.config, list(args.overrides))
+        result = model.lr_find(steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr, out_dir=args.out)
+        print(f"suggested optim.lr: {result.suggestion:.3g}  ({len(result.lrs)} steps, "
+              f"lr {result.lrs[0]:.1e} … {result.lrs[-1]:.1e}{', stopped when the loss diverged' if result.stopped_early else ''})")
+        print(f"plot: {Path(args.out) / 'lr_find.png'}")
+        return 0
     if args.command == "train":
-        from .adapters import TASKS
-        from .config import load_config
-
-        if args.task not in TASKS:
-            raise ValueError(f"unknown task {args.task!r}; valid tasks: {', '.join(TASKS)}")
-        adapter_cls, config_cls = TASKS[args.task]
         overrides = list(args.overrides) + ([f"train.resume={args.resume}"] if args.resume else [])
-        cfg = load_config(config_cls, args.config, overrides)
-        model = adapter_cls.from_config(cfg)
+        model = _from_config(args.task, args.config, overrides)
         if args.dry_run:
             print(model.plan())
             return 0

@@ -48,14 +48,16 @@ def _wants_str(tp: Any) -> bool:
 
 def _check(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` converted to ``tp`` or raise ConfigError naming ``key``."""
-    if isinstance(value, Raw):
-        value = str(value) if _wants_str(tp) and value.lower() not in ("null", "none", "~") else _parse(value)
+    origin = typing.get_origin(tp)
+    union = origin in (typing.Union, types.UnionType)
+    null = isinstance(value, Raw) and value.lower() in ("null", "none", "~")
+    if isinstance(value, Raw) and not (union and not null):  # a union's members parse it each their way
+        value = str(value) if _wants_str(tp) and not null else _parse(value)
     if isinstance(value, bool) and _wants_str(tp):  # YAML 1.1 reads off/on/no/yes as booleans
         value = {False: "off", True: "on"}[value] if tp is not str else str(value).lower()
-    origin = typing.get_origin(tp)
     if tp is Any:
         return value
-    if origin in (typing.Union, types.UnionType):
+    if union:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
@@ -65,7 +67,9 @@ def _check(value: Any, tp: Any, key: str) -> Any:
                 return _check(value, arg, key)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {tp}")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        raise ConfigError(f"{key}: {value!r} is not valid (" + "; or ".join(e.split(": ", 1)[-1] for e in errors) + ")")
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{key}: {value!r} is not one of {list(typing.get_args(tp))}")

@@ -19,6 +19,7 @@ from ..backbones import BACKBONES, Preprocessing, set_bn_eval
 from ..config import from_dict, to_dict
 from ..engine import FinetuneConfig, Finetuner, Trainer, load_checkpoint
 from ..engine.finetune import choose
+from ..engine.lr_finder import LRFinderResult, lr_find
 from ..engine.trainer import to_device
 
 
@@ -104,7 +105,7 @@ class TaskAdapter:
 
     # -- training ---------------------------------------------------------------------
     def fit(self, data: str | Path | None = None, *, val: str | Path | None = None, epochs: int | None = None,
-            lr: float | None = None, batch_size: int | None = None, image_size: int | None = None,
+            lr: float | str | None = None, batch_size: int | None = None, image_size: int | None = None,
             out_dir: str | None = None, callbacks: tuple = ()) -> list[dict]:
         """Train on ``data``; returns the per-epoch metrics. The model keeps the best epoch's
         weights; the run directory is ``self.run_dir``."""
@@ -120,10 +121,46 @@ class TaskAdapter:
         finetune, why = self.resolve_finetune(len(train_set))
         if c.finetune.strategy == "auto":
             print(why, file=sys.stderr)
+        found = None
+        if c.optim.lr == "auto":  # a range test picks it, on the first phase of the plan
+            found = self._lr_find(train_set, finetune)
+            if not math.isfinite(found.suggestion):
+                raise ValueError("optim.lr=auto: the learning-rate range test found no descent; set optim.lr")
+            c.optim.lr = float(f"{found.suggestion:.3g}")
+            print(f"optim.lr=auto → {c.optim.lr:g} (learning-rate range test, {len(found.lrs)} steps)", file=sys.stderr)
         trainer = Trainer(self, c.train, c.optim, finetune=finetune, callbacks=callbacks)
         history = trainer.fit(train_set, val_set)
         self.run_dir = trainer.run_dir
+        if found is not None and trainer.run_dir is not None:
+            found.plot(trainer.run_dir / "lr_find.png")
         return history
+
+    def lr_find(self, data: str | Path | None = None, *, image_size: int | None = None,
+                batch_size: int | None = None, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
+                out_dir: str | Path | None = None) -> LRFinderResult:
+        """Learning-rate range test (fastai's ``lr_find``) on the first phase of the
+        fine-tuning plan; the model is left as it was. ``result.suggestion`` is the LR,
+        ``result.plot(path)`` draws loss against LR (written to ``out_dir/lr_find.png``).
+
+        Example: ``Classifier().lr_find("data/flowers", out_dir=".").suggestion``"""
+        self._set_data(data, None)
+        if image_size is not None:
+            self.config.data.image_size = image_size
+        if batch_size is not None:
+            self.config.train.batch_size = batch_size
+        train_set, _ = self.datasets()
+        self.prepare(train_set)
+        finetune, _ = self.resolve_finetune(len(train_set))
+        result = self._lr_find(train_set, finetune, start_lr=start_lr, end_lr=end_lr, steps=steps)
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            result.plot(Path(out_dir) / "lr_find.png")
+        return result
+
+    def _lr_find(self, train_set, finetune: FinetuneConfig, **kwargs) -> LRFinderResult:
+        c = self.config
+        return lr_find(self, train_set, train=c.train, optim=replace(c.optim, lr=1.0),
+                       finetuner=Finetuner(finetune, self.model), **kwargs)
 
     def resolve_finetune(self, n_images: int) -> tuple[FinetuneConfig, str]:
         """The configured strategy, with ``auto`` decided from the data, and why."""
@@ -138,10 +175,14 @@ class TaskAdapter:
         self.prepare(train_set)
         ft, why = self.resolve_finetune(len(train_set))
         header = (f"{self.describe_model()}, {len(train_set)} training images, {len(self.classes)} classes; {why}; "
-                  f"optim.lr {self.config.optim.lr:g} (before the schedule)")
+                  f"optim.lr {self.config.optim.lr} (before the schedule)")
         t = self.config.train
         steps = math.ceil(math.ceil(len(train_set) / t.batch_size) / t.accumulate)
-        return header + "\n" + Finetuner(ft, self.model).table(t.epochs, self.config.optim.lr, steps_per_epoch=steps)
+        lr = self.config.optim.lr
+        if lr == "auto":
+            header += " — found by a range test before training; the peak LRs below are for lr 1"
+        return header + "\n" + Finetuner(ft, self.model).table(t.epochs, 1.0 if lr == "auto" else lr,
+                                                                steps_per_epoch=steps)
 
     def describe_model(self) -> str:
         return f"{self.config.model.backbone} ({self.model.backbone.weights_source})"

@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Union
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -25,7 +25,7 @@ from .schedules import get_lr
 @dataclass
 class OptimConfig:
     name: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: float = 1e-3
+    lr: Union[float, Literal["auto"]] = 1e-3  # auto: a learning-rate range test before training
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd only
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"

@@ -1,0 +1,194 @@
+"""Recipes on data the defaults were not tuned on: every fine-tuning strategy with its own
+defaults, next to the seeds' Keras recipe written in plain PyTorch, on several real datasets.
+
+    python -m benchmarks recipes [--datasets fashion-4000 fashion-300 digits] [--seeds 0 1 2] [--epochs 6]
+
+Each contender trains ``--epochs`` epochs on ``train``, validates on ``tune`` (held out of
+the official training split), and is scored once on ``test`` (the official test split) with
+its best epoch (by ``tune``) and with its final epoch. Reported: medians over seeds, the
+per-epoch ``tune`` accuracy of every run (to read around each switch), wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from visiontl.adapters import Classifier, ClassifyConfig
+from visiontl.config import load_config
+from visiontl.data.builtin import materialize
+from visiontl.engine import load_checkpoint
+from visiontl.plots import plt
+
+from . import harness
+
+DATASETS = {  # name: (built-in source, train/class, tune/class, test/class)
+    "fashion-4000": ("fashion-mnist", 400, 50, 100),
+    "fashion-300": ("fashion-mnist", 30, 20, 100),
+    "digits": ("digits", 100, 20, 50),
+}
+VISIONTL = ["frozen", "two_phase", "gradual", "full", "auto"]
+CONTENDERS = [f"visiontl {s}" for s in VISIONTL] + ["keras recipe (plain PyTorch)"]
+
+
+def visiontl_run(strategy: str, splits, args, seed: int, out: Path) -> dict:
+    cfg = load_config(ClassifyConfig, None, args.set)  # --set key=value: a variant of the defaults
+    cfg.data.train, cfg.data.val, cfg.data.image_size = str(splits.train), str(splits.tune), args.image_size
+    cfg.model.backbone, cfg.finetune.strategy = args.backbone, strategy
+    cfg.finetune.cache_dir = str(out / "cache")
+    cfg.train.epochs, cfg.train.seed, cfg.train.num_workers = args.epochs, seed, 1
+    cfg.train.out_dir, cfg.train.progress = str(out / "runs"), "none"
+    t0 = time.perf_counter()
+    clf = Classifier(config=cfg)
+    history = clf.fit()
+    seconds = time.perf_counter() - t0
+    best = clf.evaluate(splits.val)["accuracy"]  # the model holds the best epoch
+    clf.model.load_state_dict(load_checkpoint(clf.run_dir / "last.pt")["model"])
+    final = clf.evaluate(splits.val)["accuracy"]
+    return {"seconds": seconds, "tune_per_epoch": [h["val/accuracy"] for h in history],
+            "train_loss_per_epoch": [h["train/loss"] for h in history], "test_best": best, "test_final": final}
+
+
+def keras_recipe_run(splits, args, seed: int) -> dict:
+    """The seeds' recipe as a plain script: GAP + Dense head on a frozen mobilenet_v2 with
+    Adam 1e-3 for half the epochs (Keras: base_model(x, training=False) keeps BatchNorm in
+    inference mode), then the last blocks unfrozen at 1e-5."""
+    import torchvision
+    from torchvision import transforms as T
+
+    from visiontl.backbones import create_backbone
+
+    torch.manual_seed(seed)
+    bb = create_backbone(args.backbone, weights="imagenet")  # the same offline weights
+    classes = sorted(p.name for p in Path(splits.train).iterdir())
+    head = torch.nn.Linear(bb.out_channels, len(classes))
+    size = args.image_size
+    norm = T.Compose([T.Resize((size, size)), T.ToTensor()])  # the backbone normalises itself
+    aug = T.Compose([T.Resize((size, size)), T.RandomHorizontalFlip(), T.ToTensor()])
+    load = lambda folder, tf, shuffle: torch.utils.data.DataLoader(  # noqa: E731
+        torchvision.datasets.ImageFolder(folder, tf, loader=lambda p: __import__("PIL.Image").Image.open(p).convert("RGB")),
+        batch_size=32, shuffle=shuffle, num_workers=1, generator=torch.Generator().manual_seed(seed))
+    train, tune, test = load(splits.train, aug, True), load(splits.tune, norm, False), load(splits.val, norm, False)
+
+    def forward(x):
+        return head(bb(x)[-1].mean((2, 3)))
+
+    def accuracy(loader):
+        bb.eval()
+        with torch.no_grad():
+            hits = sum((forward(x).argmax(1) == y).sum().item() for x, y in loader)
+        return hits / len(loader.dataset)
+
+    t0, tune_acc, losses, best, best_state = time.perf_counter(), [], [], -1.0, None
+    groups = bb.layer_groups()
+    for epoch in range(args.epochs):
+        if epoch == 0:
+            for p in bb.parameters():
+                p.requires_grad_(False)
+            opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+        if epoch == args.epochs // 2:
+            top = [p for g in groups[-2:] for p in g.parameters()]
+            for p in top:
+                p.requires_grad_(True)
+            opt = torch.optim.Adam([*top, *head.parameters()], lr=1e-5)
+        bb.eval()  # BatchNorm in inference mode throughout, as Keras's training=False
+        total = 0.0
+        for x, y in train:
+            loss = F.cross_entropy(forward(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        losses.append(total / len(train))
+        tune_acc.append(accuracy(tune))
+        if tune_acc[-1] > best:
+            best = tune_acc[-1]
+            best_state = ({k: v.clone() for k, v in bb.state_dict().items()},
+                          {k: v.clone() for k, v in head.state_dict().items()})
+    seconds = time.perf_counter() - t0
+    final = accuracy(test)
+    bb.load_state_dict(best_state[0])
+    head.load_state_dict(best_state[1])
+    return {"seconds": seconds, "tune_per_epoch": tune_acc, "train_loss_per_epoch": losses,
+            "test_best": accuracy(test), "test_final": final}
+
+
+def summarize(runs: list[dict]) -> dict:
+    med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+    worst_drop = max(max(r["tune_per_epoch"]) - r["tune_per_epoch"][-1] for r in runs)
+    return {"test_best": med("test_best"), "test_final": med("test_final"), "seconds": med("seconds"),
+            "worst_final_below_best_on_tune": worst_drop, "runs": runs}
+
+
+def table(results: dict, datasets: list[str]) -> str:
+    lines = ["| contender | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
+    for name in CONTENDERS:
+        cells = []
+        for d in datasets:
+            r = results.get(d, {}).get(name)
+            cells.append("—" if r is None else f"{r['test_final']:.3f} / {r['test_best']:.3f} ({r['seconds']:.0f} s)")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, datasets: list[str], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
+    for ax, d in zip(axes[0], datasets):
+        for name, r in results.get(d, {}).items():
+            curve = [statistics.median(v) for v in zip(*(run["tune_per_epoch"] for run in r["runs"]))]
+            ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3, label=name.replace(" (plain PyTorch)", ""))
+        ax.set_title(d, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("tune accuracy (median of seeds)")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks recipes")
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--contenders", nargs="+", default=CONTENDERS, choices=CONTENDERS)
+    p.add_argument("--backbone", default="mobilenet_v2")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--tag", default="", help="suffix of the result files")
+    p.add_argument("--set", nargs="*", default=[], help="config overrides for the visiontl runs (key=value)")
+    args = p.parse_args()
+    out = Path(tempfile.mkdtemp(prefix="visiontl-recipes-"))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = f"recipes-{args.backbone}-{device}{args.tag}"
+    results: dict = {}
+    for d in args.datasets:
+        source, n_train, n_tune, n_test = DATASETS[d]
+        splits = materialize(source, train_per_class=n_train, tune_per_class=n_tune, val_per_class=n_test)
+        for contender in args.contenders:
+            runs = []
+            for seed in args.seeds:
+                if contender.startswith("visiontl "):
+                    run = visiontl_run(contender.split()[1], splits, args, seed, out)
+                else:
+                    run = keras_recipe_run(splits, args, seed)
+                runs.append(run)
+                print(f"{d:14} {contender:30} seed {seed}: test final {run['test_final']:.4f} best "
+                      f"{run['test_best']:.4f}  tune/epoch {' '.join(f'{a:.3f}' for a in run['tune_per_epoch'])}"
+                      f"  ({run['seconds']:.0f} s)", flush=True)
+            results.setdefault(d, {})[contender] = summarize(runs)
+            harness.save(name, {"machine": harness.machine(), "args": vars(args), "results": results})
+    plot(results, args.datasets, harness.RESULTS / f"{name}.png")
+    print("\ntest accuracy, final epoch / best epoch (median of seeds), wall time\n")
+    print(table(results, args.datasets))
+    print(json.dumps({d: {c: round(r["worst_final_below_best_on_tune"], 4) for c, r in v.items()}
+                      for d, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

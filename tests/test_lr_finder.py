@@ -1,0 +1,59 @@
+"""The learning-rate range test: a real sweep, a sensible suggestion, the model left untouched."""
+import math
+
+import torch
+
+from conftest import tiny_config
+from visiontl.adapters import Classifier
+from visiontl.cli import main
+from visiontl.engine.lr_finder import valley
+from visiontl.report import best_vs_last
+
+
+def test_valley_is_inside_the_longest_descent():
+    losses = [2.0, 2.1, 2.0, 1.8, 1.5, 1.1, 0.8, 0.6, 0.5, 0.7, 3.0]
+    i = valley(losses)
+    assert 3 <= i <= 7 and losses[i] < losses[2]
+
+
+def test_lr_find_sweeps_suggests_and_restores(image_folder, tmp_path):
+    clf = Classifier(config=tiny_config(image_folder, tmp_path / "runs"), classes=["blue", "green", "red"])
+    before = {k: v.clone() for k, v in clf.model.state_dict().items()}
+    flags = [p.requires_grad for p in clf.model.parameters()]
+    result = clf.lr_find(steps=30, out_dir=tmp_path)
+    assert len(result.lrs) >= 12 and all(b > a for a, b in zip(result.lrs, result.lrs[1:]))
+    assert result.lrs[0] == 1e-7 and math.isfinite(result.suggestion) and 1e-7 < result.suggestion < 10
+    assert all(math.isfinite(v) for v in result.losses)
+    after = clf.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics restored
+    assert flags == [p.requires_grad for p in clf.model.parameters()]
+    assert (tmp_path / "lr_find.png").stat().st_size > 0
+
+
+def test_optim_lr_auto_trains_at_the_found_rate(image_folder, tmp_path):
+    cfg = tiny_config(image_folder, tmp_path / "runs")
+    cfg.optim.lr = "auto"
+    clf = Classifier(config=cfg)
+    history = clf.fit()
+    lr = clf.config.optim.lr
+    assert isinstance(lr, float) and 1e-7 < lr < 10
+    assert history[0]["lr"] <= lr * 1.0001  # the schedule starts from the found rate
+    assert (clf.run_dir / "lr_find.png").is_file()
+    assert "lr: auto" not in (clf.run_dir / "config.yaml").read_text()  # the resolved value re-runs as is
+
+
+def test_lr_find_command(image_folder, tmp_path, capsys):
+    assert main(["lr-find", "classify", f"data.train={image_folder}", "model.weights=none",
+                 "model.backbone=mobilenet_v3_small", "data.image_size=32", "train.batch_size=4",
+                 "train.num_workers=0", "--steps", "20", "--out", str(tmp_path)]) == 0
+    assert "suggested optim.lr" in capsys.readouterr().out and (tmp_path / "lr_find.png").is_file()
+
+
+def test_best_vs_last_flags_a_final_epoch_far_below_the_best():
+    rows = [{"epoch": 1, "val/accuracy": 0.80}, {"epoch": 2, "val/accuracy": 0.90}, {"epoch": 3, "val/accuracy": 0.70}]
+    best, text = best_vs_last(rows, "val/accuracy", "max")
+    assert best["epoch"] == 2 and "epoch 2 of 3" in text and "WARNING" in text
+    _, text = best_vs_last(rows[:2], "val/accuracy", "max")
+    assert "WARNING" not in text and "the last epoch" in text
+    _, text = best_vs_last([{"epoch": 1, "val/loss": 1.0}, {"epoch": 2, "val/loss": 1.05}], "val/loss", "min")
+    assert "WARNING" not in text  # 5 % above the best loss is noise

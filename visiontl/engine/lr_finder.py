@@ -1,0 +1,122 @@
+"""Learning-rate range test (Smith 2015; fastai's ``lr_find``): train for a few batches with
+the LR growing exponentially, record the smoothed loss, suggest the LR in the middle of its
+longest descent ("valley", fastai's default since 2.5), then put the model back as it was.
+
+The test runs on the first phase of the fine-tuning plan (the groups that train from epoch
+1, at their LR scales), so its suggestion is the ``optim.lr`` that phase starts from.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from . import distributed as dist
+from .finetune import Finetuner
+from .trainer import OptimConfig, TrainConfig, amp_dtype, build_optimizer, to_device
+
+
+@dataclass
+class LRFinderResult:
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # smoothed (EMA, debiased)
+    suggestion: float = float("nan")
+    stopped_early: bool = False
+
+    def plot(self, path: str | Path) -> Path:
+        from ..plots import plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        ax.plot(self.lrs, self.losses)
+        if math.isfinite(self.suggestion):
+            i = min(range(len(self.lrs)), key=lambda j: abs(math.log(self.lrs[j] / self.suggestion)))
+            ax.plot([self.suggestion], [self.losses[i]], "o", color="red", label=f"suggested lr {self.suggestion:.2g}")
+            ax.legend()
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss (smoothed)")
+        ax.set_title("learning-rate range test", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return Path(path)
+
+
+def valley(losses: list[float]) -> int:
+    """Index of the suggested LR: the longest run of decreasing loss, two thirds down it
+    (fastai's ``valley``)."""
+    n = len(losses)
+    if n < 3:
+        return max(n - 1, 0)
+    lds, max_start, max_end = [1] * n, 0, 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+        if lds[max_end] < lds[i]:
+            max_end, max_start = i, i - lds[i]
+    sections = (max_end - max_start) / 3
+    return max_start + int(sections) + int(sections / 2)
+
+
+def lr_find(adapter, train_set, *, train: TrainConfig, optim: OptimConfig, finetuner: Finetuner,
+            start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100, diverge: float = 4.0) -> LRFinderResult:
+    """Run the range test on ``adapter.model`` over ``train_set``; the model, its
+    ``requires_grad`` flags and the RNG are restored afterwards."""
+    device = dist.select_device(train.device)
+    model = adapter.model.to(device)
+    saved = copy.deepcopy(model.state_dict())
+    grads = [p.requires_grad for p in model.parameters()]
+    rng = torch.get_rng_state()
+    finetuner.apply(0)
+    optimizer = build_optimizer(finetuner.param_groups(), optim)
+    finetuner.apply(0, optimizer)
+    generator = torch.Generator().manual_seed(train.seed)
+    loader = DataLoader(train_set, batch_size=train.batch_size, drop_last=len(train_set) > train.batch_size,
+                        sampler=RandomSampler(train_set, replacement=True, num_samples=steps * train.batch_size,
+                                              generator=generator),
+                        num_workers=train.num_workers, collate_fn=getattr(adapter, "collate", None))
+    dtype = amp_dtype(train.amp, device)
+    result, avg, best = LRFinderResult(), 0.0, float("inf")
+    try:
+        adapter.train_mode(model)
+        finetuner.set_bn_mode()
+        for i, batch in enumerate(loader):
+            if i >= steps:
+                break
+            lr = start_lr * (end_lr / start_lr) ** (i / max(steps - 1, 1))
+            for g in optimizer.param_groups:
+                g["lr"] = lr * g["lr_scale"]
+            batch = to_device(batch, device, train.channels_last)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = adapter.training_step(model, batch)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                result.stopped_early = True
+                break
+            avg = 0.98 * avg + 0.02 * value
+            smoothed = avg / (1 - 0.98 ** (i + 1))
+            result.lrs.append(lr)
+            result.losses.append(smoothed)
+            best = min(best, smoothed)
+            if i > 10 and smoothed > diverge * best:  # diverged: the rest says nothing
+                result.stopped_early = True
+                break
+    finally:
+        model.load_state_dict(saved)
+        for p, g in zip(model.parameters(), grads):
+            p.requires_grad_(g)
+        torch.set_rng_state(rng)
+    if len(result.losses) >= 3:
+        result.suggestion = result.lrs[valley(result.losses)]
+    else:
+        print("lr_find: the loss diverged at once; try a smaller start_lr", file=sys.stderr)
+    return result
