@@ -288,3 +288,24 @@ def test_shipped_configs_load_and_build(path):
     model = SegmentationModel(create_backbone(cfg.model.backbone, weights="none"), len(cfg.data.classes),
                               cfg.model.architecture)
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, len(cfg.data.classes), 64, 64)
+
+
+def test_small_images_are_scaled_up_to_the_input_size(tmp_path, capsys):
+    """data.image_size is an input size: a 40 px image trains as a 64 px one (not padded with
+    void), and is predicted at the same scale, the mask coming back at the image's own size."""
+    from visiontl.data.seg_transforms import SegmentAugment, SegmentTrain
+
+    data = make_segmentation_set(tmp_path / "small", n=8, size=40)
+    seg = Segmenter(config=tiny_segment_config(data, tmp_path / "runs"))
+    train, _ = seg.datasets()
+    assert "smaller than data.image_size=64" in capsys.readouterr().err
+    image, mask = train[0]
+    assert image.shape[-2:] == (64, 64) and (mask != 255).all()  # an upscaled crop: no void padding
+    plain = SegmentTrain(64, SegmentAugment(scale_min=1.0, scale_max=1.0, hflip=0.0, color=0.0), upscale=False)
+    _, padded = plain(np.zeros((40, 40, 3), np.uint8), np.zeros((40, 40), np.int64))
+    assert (padded == 255).sum() == 64 * 64 - 40 * 40  # upscale=false: the old behaviour, void around
+    seg.prepare(train)
+    seen = []
+    seg.model.forward = lambda x, f=seg.model.forward: seen.append(x.shape[-2:]) or f(x)
+    (r,) = seg.predict(data / "images" / "000.png")
+    assert r["mask"].shape == (40, 40) and tuple(seen[0]) == (64, 64)

@@ -20,7 +20,7 @@ from ..config import from_dict, to_dict
 from ..engine import FinetuneConfig, Finetuner, Trainer, load_checkpoint
 from ..engine.finetune import choose
 from ..engine.lr_finder import LRFinderResult, lr_find
-from ..engine.trainer import to_device
+from ..engine.trainer import fit_batch_size, to_device
 
 
 class TaskAdapter:
@@ -177,7 +177,11 @@ class TaskAdapter:
         header = (f"{self.describe_model()}, {len(train_set)} training images, {len(self.classes)} classes; {why}; "
                   f"optim.lr {self.config.optim.lr} (before the schedule)")
         t = self.config.train
-        steps = math.ceil(math.ceil(len(train_set) / t.batch_size) / t.accumulate)
+        batch = fit_batch_size(t, len(train_set), announce=False)
+        if batch < t.batch_size:
+            header += (f"\ntrain.batch_size {t.batch_size} → {batch}: {len(train_set)} images make fewer than "
+                       f"train.min_steps_per_epoch={t.min_steps_per_epoch} optimiser steps an epoch")
+        steps = math.ceil(math.ceil(len(train_set) / batch) / t.accumulate)
         lr = self.config.optim.lr
         if lr == "auto":
             header += " — found by a range test before training; the peak LRs below are for lr 1"

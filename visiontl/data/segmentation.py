@@ -100,6 +100,7 @@ class MaskReport:
     pairs: int = 0
     pixels: list[int] = field(default_factory=list)
     void: int = 0
+    shorter_sides: list[int] = field(default_factory=list)  # per image, to tell when images are small
 
     def text(self, classes: Sequence[str]) -> str:
         total = max(sum(self.pixels) + self.void, 1)
@@ -158,6 +159,7 @@ def check_pairs(pairs: Sequence[tuple[Path, Path]], spec: MaskSpec, source: str)
         report.pixels = [a + int(b) for a, b in zip(report.pixels, counts)]
         report.void += int((classes == spec.ignore_index).sum())
         report.pairs += 1
+        report.shorter_sides.append(min(size))
     return report
 
 

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from . import distributed as dist
 from .finetune import Finetuner
-from .trainer import OptimConfig, TrainConfig, amp_dtype, build_optimizer, to_device
+from .trainer import OptimConfig, TrainConfig, amp_dtype, build_optimizer, fit_batch_size, to_device
 
 
 @dataclass
@@ -77,8 +77,9 @@ def lr_find(adapter, train_set, *, train: TrainConfig, optim: OptimConfig, finet
     optimizer = build_optimizer(finetuner.param_groups(), optim)
     finetuner.apply(0, optimizer)
     generator = torch.Generator().manual_seed(train.seed)
-    loader = DataLoader(train_set, batch_size=train.batch_size, drop_last=len(train_set) > train.batch_size,
-                        sampler=RandomSampler(train_set, replacement=True, num_samples=steps * train.batch_size,
+    batch_size = fit_batch_size(train, len(train_set), announce=False)
+    loader = DataLoader(train_set, batch_size=batch_size, drop_last=True,
+                        sampler=RandomSampler(train_set, replacement=True, num_samples=steps * batch_size,
                                               generator=generator),
                         num_workers=train.num_workers, collate_fn=getattr(adapter, "collate", None))
     dtype = amp_dtype(train.amp, device)

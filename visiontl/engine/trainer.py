@@ -33,6 +33,21 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
 
 
+def fit_batch_size(cfg: "TrainConfig", n_images: int, *, announce: bool = True) -> int:
+    """``train.batch_size``, lowered when the data would give fewer than
+    ``train.min_steps_per_epoch`` optimiser steps an epoch (24 images at batch 32 is one
+    step an epoch: the schedule and the fine-tuning phases then mean nothing)."""
+    want = cfg.min_steps_per_epoch * cfg.accumulate
+    if not want or n_images >= want * cfg.batch_size:
+        return cfg.batch_size
+    size = max(2, n_images // want)
+    if size < cfg.batch_size and announce:
+        print(f"train.batch_size {cfg.batch_size} → {size}: {n_images} training images would give "
+              f"{math.ceil(n_images / cfg.batch_size / cfg.accumulate)} optimiser step(s) an epoch; "
+              f"train.min_steps_per_epoch={cfg.min_steps_per_epoch} (0 keeps the batch size)", file=sys.stderr)
+    return min(size, cfg.batch_size)
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -44,6 +59,7 @@ class TrainConfig:
     compile: bool = False
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     accumulate: int = 1  # optimiser step every N batches
+    min_steps_per_epoch: int = 4  # a tiny dataset gets a smaller batch so an epoch has at least this many steps
     monitor: str = ""  # metric for best.pt and early stopping, e.g. val/f1 or val/loss; "" = the task's default
     early_stop_patience: int = 0  # epochs without improvement of the monitored metric; 0 = off
     seed: int = 0
@@ -98,6 +114,7 @@ class Trainer:
         self.device = dist.select_device(train.device)
         self.run_dir: Path | None = None
         self.history: list[dict] = []
+        self.batch_size = train.batch_size  # fit() may lower it for a tiny dataset (fit_batch_size)
 
     # -- set-up -----------------------------------------------------------------------
     def _run_dir(self) -> Path:
@@ -126,9 +143,9 @@ class Trainer:
         else:
             sampler = RandomSampler(data, generator=self.generator) if train else SequentialSampler(data)
         # a last training batch of one sample breaks BatchNorm in train mode: drop only that one
-        drop_last = train and len(sampler) % self.cfg.batch_size == 1
+        drop_last = train and len(sampler) % self.batch_size == 1
         return DataLoader(
-            data, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=drop_last,
+            data, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last,
             num_workers=self.cfg.num_workers if workers is None else workers,
             collate_fn=getattr(self.adapter, "collate", None), pin_memory=self.device.type == "cuda",
             generator=self.generator, persistent_workers=False,
@@ -148,6 +165,7 @@ class Trainer:
         self.optimizer = optimizer = build_optimizer(self.finetuner.param_groups(), ocfg)
         dtype = amp_dtype(cfg.amp, device)
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        self.batch_size = fit_batch_size(cfg, len(train_set) // dist.world_size(), announce=main)
         train_loader = self._loader(train_set, train=True)
         val_loader = self._loader(val_set, train=False) if val_set is not None else None
         steps_per_epoch = math.ceil(len(train_loader) / cfg.accumulate)
@@ -216,7 +234,7 @@ class Trainer:
                 loss_sum /= dist.world_size()
                 for buffer in model.buffers():  # BN statistics: rank 0's, so every rank validates the same model
                     torch.distributed.broadcast(buffer, src=0)
-            seen = min(len(epoch_train.sampler), len(epoch_train) * cfg.batch_size) * dist.world_size()
+            seen = min(len(epoch_train.sampler), len(epoch_train) * self.batch_size) * dist.world_size()
             lr = max(g["lr"] for g in optimizer.param_groups)  # the head's: what the strategy made of the schedule
             metrics = {"epoch": epoch + 1, "lr": lr, "train/loss": loss_sum.item() / max(n_batches, 1),
                        "train/images_per_s": seen / (time.perf_counter() - t0)}

@@ -9,12 +9,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ... import export, plots
 from ...backbones import Preprocessing, create_backbone
 from ...data.classification import DataError
 from ...data.images import expand_inputs, read_image
-from ...data.seg_transforms import SegmentTrain
+from ...data.seg_transforms import SegmentTrain, upscale_factor
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
                                   split_folder)
 from ...engine import Finetuner, seed_everything
@@ -111,7 +112,16 @@ class Segmenter(TaskAdapter):
             raise ValueError("data.train is not set: a folder with images/ and masks/ (or an images folder "
                              "with data.train_masks)")
         spec = self.mask_spec()
-        train = self._read(d.train, d.train_masks, spec, SegmentTrain(d.image_size, d.augment, d.ignore_index))
+        train = self._read(d.train, d.train_masks, spec,
+                           SegmentTrain(d.image_size, d.augment, d.ignore_index, upscale=d.upscale))
+        small = [s for s in train.report.shorter_sides if s < d.image_size]
+        if small:  # said before training: what data.image_size does to these images
+            median = sorted(small)[len(small) // 2]
+            print(f"{len(small)} of {len(train.report.shorter_sides)} training images are smaller than "
+                  f"data.image_size={d.image_size} (median shorter side {median} px): " +
+                  (f"scaled up ×{d.image_size / median:.2g} for training, validation and prediction "
+                   "(data.upscale=false keeps their scale)" if d.upscale else
+                   "kept at their scale and padded with void (data.upscale=false)"), file=sys.stderr)
         if d.val:
             return train, self._read(d.val, d.val_masks, spec, None)
         if d.val_fraction <= 0:
@@ -148,9 +158,15 @@ class Segmenter(TaskAdapter):
     def logits(self, model, images: torch.Tensor) -> torch.Tensor:
         """Logits at the images' own size; tiled above ``eval.tile`` pixels (default: the
         training crop size, so the model sees what it was trained on)."""
-        e = self.config.eval
-        return predict_logits(model, images, tile=e.tile or self.config.data.image_size, overlap=e.overlap,
-                              batch_size=self.config.train.batch_size, stride=STRIDE)
+        e, d = self.config.eval, self.config.data
+        h, w = images.shape[-2:]
+        f = upscale_factor(h, w, d.image_size) if d.upscale else 1.0
+        if f > 1:  # small images: at the scale the model was trained on, then back to their own size
+            x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+            images = F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", align_corners=False)
+        logits = predict_logits(model, images, tile=e.tile or d.image_size, overlap=e.overlap,
+                                batch_size=self.config.train.batch_size, stride=STRIDE)
+        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False) if f > 1 else logits
 
     def validation_step(self, model, batch) -> dict:
         images, masks = batch

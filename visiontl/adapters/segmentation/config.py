@@ -22,6 +22,7 @@ class SegmentData:
     ignore_index: int = 255  # void pixels: no loss, no metric
     val_fraction: float = 0.2
     image_size: int = 256  # training crop size (a multiple of 32)
+    upscale: bool = True  # images whose shorter side is below image_size are scaled up to it (train and predict)
     augment: SegmentAugment = field(default_factory=SegmentAugment)
 
 
