@@ -2,6 +2,8 @@
 defaults, next to the seeds' Keras recipe written in plain PyTorch, on several real datasets.
 
     python -m benchmarks recipes [--datasets fashion-4000 fashion-300 digits] [--seeds 0 1 2] [--epochs 6]
+        [--fastai-python /path/to/env-with-fastai/bin/python]
+    python -m benchmarks recipes --task segment [--epochs 10] [--seeds 0 1 2]   (see recipes_segment.py)
 
 Each contender trains ``--epochs`` epochs on ``train``, validates on ``tune`` (held out of
 the official training split), and is scored once on ``test`` (the official test split) with
@@ -31,10 +33,11 @@ from . import harness
 DATASETS = {  # name: (built-in source, train/class, tune/class, test/class)
     "fashion-4000": ("fashion-mnist", 400, 50, 100),
     "fashion-300": ("fashion-mnist", 30, 20, 100),
+    "fashion-100": ("fashion-mnist", 10, 10, 100),
     "digits": ("digits", 100, 20, 50),
 }
 VISIONTL = ["frozen", "two_phase", "gradual", "full", "auto"]
-CONTENDERS = [f"visiontl {s}" for s in VISIONTL] + ["keras recipe (plain PyTorch)"]
+CONTENDERS = [f"visiontl {s}" for s in VISIONTL] + ["keras recipe (plain PyTorch)", "fastai fine_tune"]
 
 
 def visiontl_run(strategy: str, splits, args, seed: int, out: Path) -> dict:
@@ -119,6 +122,19 @@ def keras_recipe_run(splits, args, seed: int) -> dict:
             "test_best": accuracy(test), "test_final": final}
 
 
+def fastai_run(splits, args, seed: int) -> dict:
+    """fastai's ``fine_tune`` in its own interpreter (``--fastai-python``): see fastai_peer.py."""
+    import subprocess
+    import sys
+
+    cmd = [args.fastai_python, str(Path(__file__).with_name("fastai_peer.py")), str(Path(splits.train).parent),
+           "--epochs", str(args.epochs), "--seed", str(seed), "--size", str(args.image_size)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"fastai run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def summarize(runs: list[dict]) -> dict:
     med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
     worst_drop = max(max(r["tune_per_epoch"]) - r["tune_per_epoch"][-1] for r in runs)
@@ -154,7 +170,8 @@ def plot(results: dict, datasets: list[str], path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks recipes")
-    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--datasets", nargs="+", default=["fashion-4000", "fashion-300", "fashion-100", "digits"],
+                   choices=list(DATASETS))
     p.add_argument("--contenders", nargs="+", default=CONTENDERS, choices=CONTENDERS)
     p.add_argument("--backbone", default="mobilenet_v2")
     p.add_argument("--image-size", type=int, default=64)
@@ -162,9 +179,28 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--tag", default="", help="suffix of the result files")
     p.add_argument("--set", nargs="*", default=[], help="config overrides for the visiontl runs (key=value)")
+    p.add_argument("--fastai-python", default="", help="a Python with fastai installed (a separate environment): "
+                                                       "adds fastai's fine_tune as a contender")
+    p.add_argument("--task", choices=["classify", "segment"], default="classify")
+    p.add_argument("--seg-datasets", nargs="+", default=["nuclei-57x61", "nuclei-128", "crowns-192"])
+    p.add_argument("--seg-contenders", nargs="+", default=None)
     args = p.parse_args()
     out = Path(tempfile.mkdtemp(prefix="visiontl-recipes-"))
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.task == "segment":
+        from . import recipes_segment
+
+        if args.image_size == 64:  # the classification default; segmentation trains at 128
+            args.image_size = 128
+        if args.epochs == 6:
+            args.epochs = 10
+        args.seg_contenders = args.seg_contenders or recipes_segment.CONTENDERS
+        results = recipes_segment.run(args, out)
+        harness.save(f"recipes-segment-{device}{args.tag}", {"machine": harness.machine(), "args": vars(args),
+                                                              "results": results})
+        print("\nvalidation mIoU, final epoch / best epoch (median of seeds)\n")
+        print(recipes_segment.table(results))
+        return
     name = f"recipes-{args.backbone}-{device}{args.tag}"
     results: dict = {}
     for d in args.datasets:
@@ -175,13 +211,18 @@ def main() -> None:
             for seed in args.seeds:
                 if contender.startswith("visiontl "):
                     run = visiontl_run(contender.split()[1], splits, args, seed, out)
+                elif contender.startswith("fastai"):
+                    if not args.fastai_python:
+                        continue
+                    run = fastai_run(splits, args, seed)
                 else:
                     run = keras_recipe_run(splits, args, seed)
                 runs.append(run)
                 print(f"{d:14} {contender:30} seed {seed}: test final {run['test_final']:.4f} best "
                       f"{run['test_best']:.4f}  tune/epoch {' '.join(f'{a:.3f}' for a in run['tune_per_epoch'])}"
                       f"  ({run['seconds']:.0f} s)", flush=True)
-            results.setdefault(d, {})[contender] = summarize(runs)
+            if runs:
+                results.setdefault(d, {})[contender] = summarize(runs)
             harness.save(name, {"machine": harness.machine(), "args": vars(args), "results": results})
     plot(results, args.datasets, harness.RESULTS / f"{name}.png")
     print("\ntest accuracy, final epoch / best epoch (median of seeds), wall time\n")

@@ -81,7 +81,7 @@ def test_crash_while_saving_keeps_last_good_checkpoint(image_folder, tmp_path, m
 
 def test_accumulation_clipping_and_early_stop(image_folder, tmp_path):
     cfg = tiny_config(image_folder, tmp_path, train__epochs=6, train__accumulate=2, train__grad_clip=1.0,
-                      train__early_stop_patience=1, optim__lr=0.0)
+                      train__early_stop_patience=1, optim__lr=0.0, train__min_steps_per_epoch=0)
     clf = Classifier(config=cfg, classes=["blue", "green", "red"])
     before = _weights(clf.model)
     history = clf.fit()
@@ -114,3 +114,12 @@ def test_tensorboard_events_written(image_folder, tmp_path):
     events.Reload()
     assert {"train/loss", "val/accuracy"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
+
+
+def test_a_tiny_dataset_gets_a_smaller_batch_and_is_told(image_folder, tmp_path, capsys):
+    cfg = tiny_config(image_folder, tmp_path, train__epochs=1, train__batch_size=16)
+    clf = Classifier(config=cfg)
+    assert "train.batch_size 16 → 4" in clf.plan()  # said before training
+    clf.fit()
+    assert "train.batch_size 16 → 4" in capsys.readouterr().err
+    assert load_checkpoint(clf.run_dir / "last.pt")["step"] == 5  # 18 images at batch 4 (the last batch 2)

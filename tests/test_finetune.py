@@ -7,7 +7,7 @@ from conftest import tiny_config
 from visiontl.adapters import Classifier
 from visiontl.cli import main
 from visiontl.engine import FinetuneConfig, Finetuner, load_checkpoint
-from visiontl.engine.finetune import choose, lr_factors, trainable_groups
+from visiontl.engine.finetune import choose, lr_factors, top_blocks, trainable_groups
 from visiontl.engine.trainer import build_optimizer, OptimConfig
 
 CLASSES = ["blue", "green", "red"]
@@ -22,7 +22,7 @@ def test_plan_is_a_pure_function_of_the_epoch():
     assert [trainable_groups(two, n, e) for e in range(4)] == [0, 0, 3, 3]
     # after the switch the backbone and the head have their own factors
     assert [lr_factors(two, e) for e in range(4)] == [(1.0, 1.0), (1.0, 1.0), (0.1, 0.5), (0.1, 0.5)]
-    assert [lr_factors(FinetuneConfig("gradual"), e) for e in range(2)] == [(1.0, 1.0), (0.1, 0.5)]
+    assert [lr_factors(FinetuneConfig("gradual"), e) for e in range(2)] == [(1.0, 1.0), (0.05, 0.5)]
     assert lr_factors(FinetuneConfig("full"), 3) == (1.0, 1.0)
     assert [trainable_groups(FinetuneConfig("gradual"), n, e) for e in range(7)] == [0, 1, 2, 3, 4, 5, 5]
     assert [trainable_groups(FinetuneConfig("gradual", milestones=[2, 4]), n, e) for e in range(6)] == [0, 0, 1, 1, 2, 2]
@@ -35,19 +35,24 @@ def test_each_phase_has_its_own_schedule():
     ft = Finetuner(FinetuneConfig("two_phase", last_n=2, head_epochs=3), model)
     assert ft.phase_starts(8) == [0, 3]
     assert [ft.phase_of(e, 8) for e in (0, 2, 3, 7)] == [(0, 3), (0, 3), (3, 5), (3, 5)]
-    assert ft.warmup_steps(0, 30, 0) == 0 and ft.warmup_steps(3, 50, 0) == 5  # a switch warms up again
+    assert ft.warmup_steps(0, 30, 0) == 0 and ft.warmup_steps(3, 50, 0) == 15  # a switch warms up again (30 %)
     assert Finetuner(FinetuneConfig("frozen"), model).phase_of(4, 6) == (0, 6)
 
 
 def test_auto_chooses_by_data_size_and_says_why():
-    tiny, why = choose(FinetuneConfig("auto"), n_images=60, n_classes=6, n_groups=19)
+    tiny, why = choose(FinetuneConfig("auto"), n_images=30, n_classes=6, n_groups=19)
     assert tiny.strategy == "frozen" and "too little" in why
     small, why = choose(FinetuneConfig("auto"), n_images=300, n_classes=3, n_groups=19)
-    assert small.strategy == "two_phase" and small.last_n == 2 and "100/class" in why
-    more, _ = choose(FinetuneConfig("auto"), n_images=6000, n_classes=10, n_groups=19)
-    assert more.strategy == "two_phase" and more.last_n == 4
-    big, why = choose(FinetuneConfig("auto"), n_images=50000, n_classes=10, n_groups=19)
-    assert big.strategy == "two_phase" and big.last_n == 6
+    assert small.strategy == "two_phase" and "last 8 of 19 blocks" in why and "100/class" in why
+    assert trainable_groups(small, 19, small.head_epochs) == 8  # the top 40 % of the blocks
+    mine, _ = choose(FinetuneConfig("auto", last_n=3), n_images=6000, n_classes=10, n_groups=19)
+    assert mine.strategy == "two_phase" and trainable_groups(mine, 19, 5) == 3  # a given last_n is kept
+
+
+def test_last_n_counts_blocks_and_defaults_to_the_top_40_percent():
+    assert top_blocks(FinetuneConfig(), 19) == 8 and top_blocks(FinetuneConfig(), 9) == 4
+    assert top_blocks(FinetuneConfig(last_n=2), 19) == 2 and top_blocks(FinetuneConfig(last_n=50), 9) == 9
+    assert top_blocks(FinetuneConfig(), 1) == 1
 
 
 def _model():
@@ -169,7 +174,8 @@ def test_dry_run_prints_the_plan_without_training(image_folder, tmp_path, capsys
     phase1, phase2 = text.split("from epoch 2")
     # phase 1: the frozen blocks fold into one line; phase 2: the last two blocks and the head
     assert "backbone.0-8" in phase1 and "eval (frozen)" in phase1 and "restarts" in phase2
-    assert phase2.count(" yes ") == 3 and "backbone.7 " in phase2 and "backbone.8 " in phase2
+    # the default last_n: the top 40 % of resnet18's 9 blocks, i.e. 4, then the head
+    assert phase2.count(" yes ") == 5 and "backbone.0-4 " in phase2 and "backbone.5 " in phase2
     assert not out.exists()  # nothing trained, nothing written
 
 
@@ -186,7 +192,7 @@ def test_the_switch_keeps_what_the_head_learned(tmp_path):
     cfg = tiny_config(splits.train, tmp_path / "runs", model__backbone="mobilenet_v2", model__weights="imagenet",
                       train__epochs=5, train__batch_size=16, data__image_size=64)
     cfg.data.val = str(splits.val)
-    cfg.finetune = FinetuneConfig("two_phase", head_epochs=2, last_n=3, cache_dir=str(tmp_path / "cache"))
+    cfg.finetune = FinetuneConfig("two_phase", head_epochs=2, cache_dir=str(tmp_path / "cache"))  # defaults
     history = Classifier(config=cfg).fit()
     acc = [h["val/accuracy"] for h in history]
     assert acc[1] > 0.5, acc  # the head learned something on the frozen backbone

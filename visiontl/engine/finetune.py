@@ -47,17 +47,26 @@ from ..backbones.base import freeze
 @dataclass
 class FinetuneConfig:
     strategy: Literal["frozen", "last_n", "full", "two_phase", "gradual", "auto"] = "frozen"
-    last_n: int = 2  # backbone groups (blocks) that train (last_n; two_phase after the switch)
+    last_n: int = -1  # backbone blocks that train (last_n; two_phase after the switch); -1: the top 40 %
     head_epochs: int = 2  # two_phase: epochs with the backbone frozen
-    phase2_lr_factor: float = 0.1  # after a frozen phase: the backbone groups' LR multiplier
+    phase2_lr_factor: float = 0.05  # after a frozen phase: the backbone groups' LR multiplier
     phase2_head_lr_factor: float = 0.5  # after a frozen phase: the head's LR multiplier
-    phase_warmup: float = 0.1  # fraction of each phase after a switch spent warming the LR up
+    phase_warmup: float = 0.3  # fraction of each phase after a switch spent warming the LR up
     bn: Literal["auto", "frozen", "train"] = "auto"  # backbone BatchNorm; auto: frozen if pretrained
     milestones: list[int] = field(default_factory=list)  # gradual: epochs (0-based) that unfreeze one more group
     group_lr_decay: float = 1.0  # discriminative LRs: top backbone group × d, the next × d², …
     cache: Literal["auto", "off"] = "auto"  # auto: train the head on cached features while the backbone is frozen
     cache_views: int = -1  # -1: auto (augmented views when a fine-tuning phase follows); 0: one plain view; K: K views
     cache_dir: str = ""  # default ~/.cache/visiontl/features (VISIONTL_CACHE moves it)
+
+
+TOP_FRACTION = 0.4  # last_n = -1: the top 40 % of the blocks (measured: benchmarks/RESULTS.md, recipes)
+
+
+def top_blocks(cfg: FinetuneConfig, n_groups: int) -> int:
+    """``finetune.last_n`` in blocks: as given, or (``-1``) the top 40 % of them."""
+    n = cfg.last_n if cfg.last_n >= 0 else max(1, round(TOP_FRACTION * n_groups))
+    return min(n, n_groups)
 
 
 def trainable_groups(cfg: FinetuneConfig, n_groups: int, epoch: int) -> int:
@@ -68,9 +77,9 @@ def trainable_groups(cfg: FinetuneConfig, n_groups: int, epoch: int) -> int:
     if s == "full":
         return n_groups
     if s == "last_n":
-        return min(cfg.last_n, n_groups)
+        return top_blocks(cfg, n_groups)
     if s == "two_phase":
-        return 0 if epoch < cfg.head_epochs else min(cfg.last_n, n_groups)
+        return 0 if epoch < cfg.head_epochs else top_blocks(cfg, n_groups)
     if s == "gradual":
         milestones = cfg.milestones or list(range(1, n_groups + 1))
         return min(sum(1 for m in milestones if m <= epoch), n_groups)
@@ -100,26 +109,28 @@ def follows_switch(cfg: FinetuneConfig, epochs: int) -> bool:
 
 
 def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int) -> tuple[FinetuneConfig, str]:
-    """``auto``: almost no data → a frozen backbone (a linear probe); otherwise ``two_phase``
-    (the head settles on cached features, then the top blocks adapt with BatchNorm
-    statistics kept), unfreezing more blocks the more images there are per class.
+    """``auto``: a handful of images per class → a frozen backbone (a linear probe);
+    otherwise ``two_phase`` (the head settles on cached features, then the top blocks adapt
+    with the pretrained BatchNorm statistics kept).
 
     Measured by ``python -m benchmarks recipes`` (benchmarks/RESULTS.md): with BatchNorm
-    frozen and per-phase schedules, ``two_phase`` matched or beat the probe from ~30 images
-    per class up; the probe only wins when the classes have a handful of images each.
+    kept and per-phase schedules, ``two_phase`` on the top 40 % of the blocks beat the probe
+    from 30 to 400 images per class; at 10 per class the two were level.
     """
     if cfg.strategy != "auto":
         return cfg, f"finetune.strategy={cfg.strategy} (as configured)"
     per_class = n_images / max(n_classes, 1)
-    if per_class < 15:
+    if per_class < MIN_PER_CLASS:
         return (replace(cfg, strategy="frozen"),
                 f"auto → frozen: {n_images} images ({per_class:.0f}/class) is too little to adapt the backbone; "
                 "a linear probe overfits least")
-    n = 2 if per_class < 300 else 4 if per_class < 1000 else max(4, n_groups // 3)
-    n = min(n, n_groups)
-    return (replace(cfg, strategy="two_phase", last_n=n),
-            f"auto → two_phase, last {n} blocks: {n_images} images ({per_class:.0f}/class) — the head settles on "
-            f"the frozen backbone for {cfg.head_epochs} epochs, then the top blocks adapt")
+    n = top_blocks(cfg, n_groups)
+    return (replace(cfg, strategy="two_phase"),
+            f"auto → two_phase, the last {n} of {n_groups} blocks: {n_images} images ({per_class:.0f}/class) — "
+            f"the head settles on the frozen backbone for {cfg.head_epochs} epochs, then the top blocks adapt")
+
+
+MIN_PER_CLASS = 10  # auto: below this many images per class the backbone stays frozen
 
 
 def is_pretrained(backbone: nn.Module | None) -> bool:
