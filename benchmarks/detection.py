@@ -37,17 +37,18 @@ def visiontl_run(data_yaml: Path, weights: str, args, out: Path) -> dict:
     cfg.data.yaml, cfg.data.image_size = str(data_yaml), args.image_size
     cfg.data.augment.vflip, cfg.data.augment.mosaic = 0.5, args.mosaic
     cfg.model.backbone, cfg.model.weights = "mobilenet_v2", weights
-    cfg.finetune.strategy = "full"
+    cfg.finetune.strategy, cfg.finetune.bn = args.strategy, args.bn
     cfg.optim.lr, cfg.optim.warmup_epochs = args.lr, 1.0
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = args.epochs, args.batch_size, args.workers
     cfg.train.out_dir, cfg.train.progress = str(out / "runs"), "log"
-    cfg.train.name = f"visiontl-mobilenet_v2-{weights}"
+    cfg.train.name = f"visiontl-mobilenet_v2-{weights}-{args.strategy}-bn-{args.bn}"
     det = Detector(config=cfg)
     t0 = time.perf_counter()
     history = det.fit()
     seconds = time.perf_counter() - t0
     final = det.evaluate(det.datasets()[1])
-    return {"model": f"visiontl mobilenet_v2 ({'ImageNet' if weights != 'none' else 'random init'})",
+    return {"model": f"visiontl mobilenet_v2 ({'ImageNet' if weights != 'none' else 'random init'}, {args.strategy}, "
+                     f"finetune.bn={args.bn})",
             "weights": det.model.backbone.weights_source, "seconds": seconds,
             "train_images_per_s": statistics.median(h["train/images_per_s"] for h in history),
             "mAP50-95": final["mAP50-95"], "mAP50": final["mAP50"], "run_dir": str(det.run_dir),
@@ -101,6 +102,9 @@ def main() -> None:
     p.add_argument("--mosaic", type=float, default=0.5, help="visiontl's mosaic probability")
     p.add_argument("--workers", type=int, default=0,
                    help="loader processes for both (0: in the training process, fastest on 2 cores)")
+    p.add_argument("--strategy", default="full", help="visiontl's finetune.strategy")
+    p.add_argument("--bn", default="auto", choices=["auto", "frozen", "train"], help="visiontl's finetune.bn")
+    p.add_argument("--tag", default="", help="suffix of the result files")
     p.add_argument("--only", nargs="+", choices=["pretrained", "random", "yolov8n"],
                    default=["pretrained", "random", "yolov8n"])
     args = p.parse_args()
@@ -120,10 +124,10 @@ def main() -> None:
         if reference is not None:
             r["throughput_vs_yolov8n"] = r["train_images_per_s"] / reference["train_images_per_s"]
     result = {"machine": harness.machine(), "device": device, "data": str(data_yaml), "args": vars(args), "rows": rows}
-    path = harness.save(f"detection-{device}", {**result, "rows": [{k: v for k, v in r.items() if k != "history"}
+    path = harness.save(f"detection-{device}{args.tag}", {**result, "rows": [{k: v for k, v in r.items() if k != "history"}
                                                                    for r in rows]})
     if any("history" in r for r in rows):
-        harness.plot_curves(rows, "val/mAP50-95", harness.RESULTS / f"detection-{device}.png", ylabel="val mAP50-95",
+        harness.plot_curves(rows, "val/mAP50-95", harness.RESULTS / f"detection-{device}{args.tag}.png", ylabel="val mAP50-95",
                             title=f"tree crowns, {args.image_size} px, {device}", reference=reference,
                             reference_value=reference["mAP50-95"] if reference else None)
     print("\n| model | mAP50-95 | mAP50 | train images/s | vs YOLOv8n | wall s |\n|---|---:|---:|---:|---:|---:|")

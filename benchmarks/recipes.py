@@ -181,6 +181,7 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], help="config overrides for the visiontl runs (key=value)")
     p.add_argument("--fastai-python", default="", help="a Python with fastai installed (a separate environment): "
                                                        "adds fastai's fine_tune as a contender")
+    p.add_argument("--resume", action="store_true", help="keep the cells already in the result file")
     p.add_argument("--task", choices=["classify", "segment"], default="classify")
     p.add_argument("--seg-datasets", nargs="+", default=["nuclei-57x61", "nuclei-128", "crowns-192"])
     p.add_argument("--seg-contenders", nargs="+", default=None)
@@ -203,10 +204,15 @@ def main() -> None:
         return
     name = f"recipes-{args.backbone}-{device}{args.tag}"
     results: dict = {}
+    previous = harness.RESULTS / f"{name}.json"
+    if args.resume and previous.is_file():  # cells already measured are kept, not re-run
+        results = json.loads(previous.read_text())["results"]
     for d in args.datasets:
         source, n_train, n_tune, n_test = DATASETS[d]
         splits = materialize(source, train_per_class=n_train, tune_per_class=n_tune, val_per_class=n_test)
         for contender in args.contenders:
+            if contender in results.get(d, {}):
+                continue
             runs = []
             for seed in args.seeds:
                 if contender.startswith("visiontl "):

