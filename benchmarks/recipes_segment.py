@@ -4,8 +4,8 @@ smp U-Net loop on the same encoder weights.
 
 Datasets (all offline, from installed packages; written once):
 - ``nuclei-57x61``: stardist's fluorescence nuclei cut into 57×61 slices — smaller than the
-  128 px training size; 24 training slices from the top three quarters, the 16 slices of
-  the bottom quarter for validation;
+  128 px training size; 24 of the 48 slices of the top three quarters for training, the 8
+  slices wholly inside the bottom quarter for validation;
 - ``nuclei-128``: the same image in 128 px tiles, 12 training tiles (of 117), 4 validation;
 - ``crowns-192``: deepforest's aerial tiles, 192 px crops, tree crowns drawn as filled
   ellipses inside their boxes (a mask derived from box annotations), 40 training crops.

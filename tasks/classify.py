@@ -13,7 +13,7 @@ parser.add_argument("data", help="folder with one sub-folder per class, or a CSV
 parser.add_argument("--val", help="validation folder/CSV (default: 20%% of data, stratified)")
 parser.add_argument("--backbone", default="mobilenet_v2")
 parser.add_argument("--weights", default="imagenet", help="imagenet | a file path | none")
-parser.add_argument("--strategy", default="frozen", choices=["frozen", "last_n", "full", "two_phase", "gradual", "auto"])
+parser.add_argument("--strategy", default="auto", choices=["frozen", "last_n", "full", "two_phase", "gradual", "auto"])
 parser.add_argument("--epochs", type=int, default=5)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--image-size", type=int, default=224)

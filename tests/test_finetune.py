@@ -42,10 +42,12 @@ def test_each_phase_has_its_own_schedule():
 def test_auto_chooses_by_data_size_and_says_why():
     tiny, why = choose(FinetuneConfig("auto"), n_images=30, n_classes=6, n_groups=19)
     assert tiny.strategy == "frozen" and "too little" in why
-    small, why = choose(FinetuneConfig("auto"), n_images=300, n_classes=3, n_groups=19)
-    assert small.strategy == "two_phase" and "last 8 of 19 blocks" in why and "100/class" in why
+    small, why = choose(FinetuneConfig("auto"), n_images=150, n_classes=10, n_groups=19)
+    assert small.strategy == "two_phase" and "last 8 of 19 blocks" in why and "15/class" in why
     assert trainable_groups(small, 19, small.head_epochs) == 8  # the top 40 % of the blocks
-    mine, _ = choose(FinetuneConfig("auto", last_n=3), n_images=6000, n_classes=10, n_groups=19)
+    more, why = choose(FinetuneConfig("auto"), n_images=300, n_classes=10, n_groups=19)
+    assert more.strategy == "full" and "30/class" in why
+    mine, _ = choose(FinetuneConfig("auto", last_n=3), n_images=150, n_classes=10, n_groups=19)
     assert mine.strategy == "two_phase" and trainable_groups(mine, 19, 5) == 3  # a given last_n is kept
 
 

@@ -32,7 +32,7 @@ class Classifier(TaskAdapter):
 
     Example::
 
-        clf = Classifier(backbone="mobilenet_v2", weights="imagenet", strategy="frozen")
+        clf = Classifier(backbone="mobilenet_v2", weights="imagenet")   # strategy="auto": from the data
         clf.fit("data/flowers", epochs=5)           # folder per class; 20 % held out
         clf.evaluate("data/flowers_test")            # accuracy, precision, recall, f1
         clf.predict(["rose.jpg"], topk=3)
@@ -46,7 +46,7 @@ class Classifier(TaskAdapter):
     config_class = ClassifyConfig
 
     def __init__(self, *, backbone: str = "mobilenet_v2", num_classes: int | None = None,
-                 weights: str = "imagenet", strategy: str = "frozen", classes: Sequence[str] | None = None,
+                 weights: str = "imagenet", strategy: str = "auto", classes: Sequence[str] | None = None,
                  config: ClassifyConfig | None = None) -> None:
         super().__init__(config, backbone=backbone, weights=weights, strategy=strategy)
         self.classes = list(classes) if classes else None

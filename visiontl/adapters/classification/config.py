@@ -40,6 +40,6 @@ class ClassifyConfig:
     data: ClassifyData = field(default_factory=ClassifyData)
     model: ClassifyModel = field(default_factory=ClassifyModel)
     loss: ClassifyLoss = field(default_factory=ClassifyLoss)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="auto"))  # chosen from the data
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
