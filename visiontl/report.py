@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from .engine.logger import read_metrics
+from .engine.trainer import resolve_monitor
 
 
 def report(run_dir: str | Path) -> str:
@@ -19,7 +20,7 @@ def report(run_dir: str | Path) -> str:
     monitor = cfg.get("train", {}).get("monitor") or _task_monitor(task)
     if monitor not in rows[0]:
         monitor = "val/loss" if "val/loss" in rows[0] else ""
-    best, verdict = best_vs_last(rows, monitor, "min" if "loss" in monitor else "max") if monitor else (rows[-1], "")
+    best, verdict = best_vs_last(rows, *resolve_monitor(monitor, ("", "max"))) if monitor else (rows[-1], "")
     cols = [c for c in rows[0] if c != "epoch" and isinstance(rows[0][c], float)]
     lines = [
         f"run        {run}",

@@ -20,7 +20,8 @@ from ..config import from_dict, to_dict
 from ..engine import FinetuneConfig, Finetuner, Trainer, load_checkpoint
 from ..engine.finetune import choose
 from ..engine.lr_finder import LRFinderResult, lr_find
-from ..engine.trainer import fit_batch_size, to_device
+from ..engine.trainer import fit_batch_size, resolve_monitor, to_device
+from ..report import best_vs_last
 
 
 class TaskAdapter:
@@ -225,11 +226,7 @@ class TaskAdapter:
 
     def best_vs_last(self, history: list[dict]) -> tuple[dict, str]:
         """Which epoch ``best.pt`` holds, with a warning when the last epoch is far below it."""
-        from ..report import best_vs_last
-
-        monitor = self.config.train.monitor
-        monitor, mode = (monitor, "min" if "loss" in monitor else "max") if monitor else self.monitor
-        return best_vs_last(history, monitor, mode)
+        return best_vs_last(history, *resolve_monitor(self.config.train.monitor, self.monitor))
 
     # -- what the engine calls ----------------------------------------------------------
     def train_mode(self, model) -> None:

@@ -43,7 +43,7 @@ from typing import Literal
 
 from torch import nn
 
-from ..backbones.base import freeze
+from ..backbones.base import freeze, set_bn_eval
 
 
 @dataclass
@@ -191,13 +191,13 @@ class Finetuner:
         return before != [p.requires_grad for p in self.model.parameters()]
 
     def set_bn_mode(self) -> None:
-        """After ``model.train()``: BatchNorm of frozen groups (and, with ``bn: frozen``, of
-        every backbone group) in inference mode, keeping its running statistics."""
+        """After ``model.train()``: BatchNorm of frozen groups (``set_bn_eval``) and, with
+        ``bn: frozen``, of every backbone group in inference mode, keeping its statistics."""
         for group in self.groups:
-            for m in group.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm) and (
-                        self.freeze_bn or not any(p.requires_grad for p in m.parameters(recurse=False))):
-                    m.eval()
+            if self.freeze_bn:
+                group.apply(lambda m: m.eval() if isinstance(m, nn.modules.batchnorm._BatchNorm) else None)
+            else:
+                set_bn_eval(group)
 
     def backbone_frozen(self, epoch: int) -> bool:
         return trainable_groups(self.cfg, len(self.groups), epoch) == 0

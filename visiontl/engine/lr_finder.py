@@ -73,7 +73,6 @@ def lr_find(adapter, train_set, *, train: TrainConfig, optim: OptimConfig, finet
     saved = copy.deepcopy(model.state_dict())
     grads = [p.requires_grad for p in model.parameters()]
     rng = torch.get_rng_state()
-    finetuner.apply(0)
     optimizer = build_optimizer(finetuner.param_groups(), optim)
     finetuner.apply(0, optimizer)
     generator = torch.Generator().manual_seed(train.seed)
@@ -87,9 +86,7 @@ def lr_find(adapter, train_set, *, train: TrainConfig, optim: OptimConfig, finet
     try:
         adapter.train_mode(model)
         finetuner.set_bn_mode()
-        for i, batch in enumerate(loader):
-            if i >= steps:
-                break
+        for i, batch in enumerate(loader):  # exactly `steps` batches (drawn with replacement)
             lr = start_lr * (end_lr / start_lr) ** (i / max(steps - 1, 1))
             for g in optimizer.param_groups:
                 g["lr"] = lr * g["lr_scale"]

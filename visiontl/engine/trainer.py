@@ -33,6 +33,11 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
 
 
+def resolve_monitor(configured: str, default: tuple[str, str]) -> tuple[str, str]:
+    """``train.monitor`` with its direction (a loss is minimised), or the task's default."""
+    return (configured, "min" if "loss" in configured else "max") if configured else default
+
+
 def fit_batch_size(cfg: "TrainConfig", n_images: int, *, announce: bool = True) -> int:
     """``train.batch_size``, lowered when the data would give fewer than
     ``train.min_steps_per_epoch`` optimiser steps an epoch (24 images at batch 32 is one
@@ -170,7 +175,7 @@ class Trainer:
         val_loader = self._loader(val_set, train=False) if val_set is not None else None
         steps_per_epoch = math.ceil(len(train_loader) / cfg.accumulate)
         warmup = int(ocfg.warmup_epochs * steps_per_epoch)
-        monitor, mode = (cfg.monitor, "min" if "loss" in cfg.monitor else "max") if cfg.monitor else adapter.monitor
+        monitor, mode = resolve_monitor(cfg.monitor, adapter.monitor)
         start_epoch, step, best, stale = 0, 0, None, 0
 
         if cfg.resume:
