@@ -28,13 +28,15 @@ from visiontl.data.builtin import materialize
 from visiontl.engine import load_checkpoint
 from visiontl.plots import plt
 
-from . import harness
+from . import datasets, harness
 
 DATASETS = {  # name: (built-in source, train/class, tune/class, test/class)
     "fashion-4000": ("fashion-mnist", 400, 50, 100),
     "fashion-300": ("fashion-mnist", 30, 20, 100),
     "fashion-100": ("fashion-mnist", 10, 10, 100),
     "digits": ("digits", 100, 20, 50),
+    "textures": ("textures", 80, 20, 40),  # natural-photo textures, RGB, 10 classes (datasets.py)
+    "faces": ("faces", 50, 20, 30),  # LFW faces vs non-faces, 25 px greyscale (datasets.py)
 }
 VISIONTL = ["frozen", "two_phase", "gradual", "full", "auto"]
 CONTENDERS = [f"visiontl {s}" for s in VISIONTL] + ["keras recipe (plain PyTorch)", "fastai fine_tune"]
@@ -56,6 +58,15 @@ def visiontl_run(strategy: str, splits, args, seed: int, out: Path) -> dict:
     final = clf.evaluate(splits.val)["accuracy"]
     return {"seconds": seconds, "tune_per_epoch": [h["val/accuracy"] for h in history],
             "train_loss_per_epoch": [h["train/loss"] for h in history], "test_best": best, "test_final": final}
+
+
+def resolved_auto(splits) -> str:
+    """The strategy ``auto`` picks for this training set (finetune.choose)."""
+    from visiontl.engine.finetune import FinetuneConfig, choose
+
+    classes = [p for p in Path(splits.train).iterdir() if p.is_dir()]
+    n_images = sum(1 for c in classes for _ in c.iterdir())
+    return choose(FinetuneConfig("auto"), n_images=n_images, n_classes=len(classes), n_groups=1)[0].strategy
 
 
 def keras_recipe_run(splits, args, seed: int) -> dict:
@@ -148,7 +159,9 @@ def table(results: dict, datasets: list[str]) -> str:
         cells = []
         for d in datasets:
             r = results.get(d, {}).get(name)
-            cells.append("—" if r is None else f"{r['test_final']:.3f} / {r['test_best']:.3f} ({r['seconds']:.0f} s)")
+            chosen = f" [{r['resolved']}]" if r and "resolved" in r else ""
+            cells.append("—" if r is None else
+                         f"{r['test_final']:.3f} / {r['test_best']:.3f}{chosen} ({r['seconds']:.0f} s)")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -157,6 +170,8 @@ def plot(results: dict, datasets: list[str], path: Path) -> None:
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
     for ax, d in zip(axes[0], datasets):
         for name, r in results.get(d, {}).items():
+            if "resolved" in r:  # auto: the same runs as the strategy it chose
+                continue
             curve = [statistics.median(v) for v in zip(*(run["tune_per_epoch"] for run in r["runs"]))]
             ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3, label=name.replace(" (plain PyTorch)", ""))
         ax.set_title(d, fontsize=9)
@@ -209,10 +224,17 @@ def main() -> None:
         results = json.loads(previous.read_text())["results"]
     for d in args.datasets:
         source, n_train, n_tune, n_test = DATASETS[d]
-        splits = materialize(source, train_per_class=n_train, tune_per_class=n_tune, val_per_class=n_test)
+        arrays = datasets.LOADERS[source]() if source in datasets.LOADERS else None
+        splits = materialize(source, train_per_class=n_train, tune_per_class=n_tune, val_per_class=n_test,
+                             arrays=arrays)
         for contender in args.contenders:
             if contender in results.get(d, {}):
                 continue
+            if contender == "visiontl auto":  # the same seeded run as the strategy it resolves to
+                chosen = resolved_auto(splits)
+                if f"visiontl {chosen}" in results.get(d, {}):
+                    results[d][contender] = {**results[d][f"visiontl {chosen}"], "resolved": chosen}
+                    continue
             runs = []
             for seed in args.seeds:
                 if contender.startswith("visiontl "):

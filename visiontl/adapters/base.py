@@ -20,7 +20,8 @@ from ..config import from_dict, to_dict
 from ..engine import FinetuneConfig, Finetuner, Trainer, load_checkpoint
 from ..engine.finetune import choose
 from ..engine.lr_finder import LRFinderResult, lr_find
-from ..engine.trainer import fit_batch_size, resolve_monitor, to_device
+from ..engine.distributed import to_device
+from ..engine.trainer import fit_batch_size, resolve_monitor
 from ..report import best_vs_last
 
 

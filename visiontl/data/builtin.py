@@ -78,18 +78,19 @@ class Splits(NamedTuple):
 
 
 def materialize(name: str, *, train_per_class: int, val_per_class: int, tune_per_class: int = 0, seed: int = 0,
-                root: Path | None = None) -> Splits:
+                root: Path | None = None, arrays: tuple | None = None) -> Splits:
     """Write a balanced subset as ``<root>/{train,val[,tune]}/<class>/<n>.png`` (once; reused
     after). Validation images come from the official test split; ``tune`` images (when
     ``tune_per_class`` > 0) from the official training split, disjoint from ``train``, for
-    choosing hyperparameters without looking at ``val``."""
+    choosing hyperparameters without looking at ``val``. ``arrays``: another dataset as
+    :func:`load_arrays` returns it, optionally with a fourth item, its own tune pool."""
     tag = f"-t{tune_per_class}" if tune_per_class else ""
     root = root or cache_dir() / "datasets" / f"{name}-{train_per_class}-{val_per_class}{tag}-s{seed}"
     splits = Splits(root / "train", root / "val", root / "tune" if tune_per_class else None)
     done = root / ".complete"
     if done.is_file():
         return splits
-    (train_x, train_y), (test_x, test_y), classes = load_arrays(name)
+    (train_x, train_y), (test_x, test_y), classes, *tune_pool = arrays or load_arrays(name)
     rng = np.random.default_rng(seed)
 
     def write(split: str, x: np.ndarray, idx: np.ndarray, cname: str) -> None:
@@ -100,6 +101,13 @@ def materialize(name: str, *, train_per_class: int, val_per_class: int, tune_per
 
     for c, cname in enumerate(classes):
         pool = np.flatnonzero(train_y == c)
+        if tune_pool:  # a tune pool of its own (e.g. another region of the same photos)
+            write("train", train_x, rng.choice(pool, size=min(train_per_class, len(pool)), replace=False), cname)
+            tune_x, tune_y = tune_pool[0]
+            own = np.flatnonzero(tune_y == c)
+            if tune_per_class:
+                write("tune", tune_x, rng.choice(own, size=min(tune_per_class, len(own)), replace=False), cname)
+            continue
         idx = rng.choice(pool, size=min(train_per_class + tune_per_class, len(pool)), replace=False)
         write("train", train_x, idx[:train_per_class], cname)
         if tune_per_class:

@@ -21,7 +21,9 @@ Once a frozen phase has ended (``two_phase``, ``gradual``), the backbone groups 
 ``phase2_lr_factor`` × the LR and the head at ``phase2_head_lr_factor`` × the LR (fastai's
 ``fine_tune`` halves the head's), so a small backbone LR never starves the head. Each phase
 gets its own warmup and decay (:meth:`Finetuner.phase_of`): the schedule restarts at a
-switch instead of carrying on from a decayed value.
+switch instead of carrying on from a decayed value. From the switch on, the model that is
+validated and saved is a running average of the weights (``finetune.ema``, see ema.py): the
+first epochs after a switch swing from step to step, the average does not.
 
 BatchNorm (``finetune.bn``): ``frozen`` keeps every backbone BatchNorm layer in inference
 mode with its pretrained statistics even while its weights train (Keras's transfer-learning
@@ -54,6 +56,7 @@ class FinetuneConfig:
     phase2_lr_factor: float = 0.05  # after a frozen phase: the backbone groups' LR multiplier
     phase2_head_lr_factor: float = 0.5  # after a frozen phase: the head's LR multiplier
     phase_warmup: float = 0.3  # fraction of each phase after a switch spent warming the LR up
+    ema: float = 0.25  # after a switch: half-life (epochs) of the weight average validated and saved; 0 = off
     bn: Literal["auto", "frozen", "train"] = "auto"  # backbone BatchNorm; auto: frozen if pretrained
     milestones: list[int] = field(default_factory=list)  # gradual: epochs (0-based) that unfreeze one more group
     group_lr_decay: float = 1.0  # discriminative LRs: top backbone group × d, the next × d², …
@@ -96,6 +99,11 @@ def switched(cfg: FinetuneConfig, epoch: int) -> bool:
     if cfg.strategy == "gradual":
         return epoch >= min(cfg.milestones or [1])
     return False
+
+
+def averages(cfg: FinetuneConfig, epoch: int) -> bool:
+    """Whether ``epoch`` keeps a running average of the weights (``finetune.ema``)."""
+    return cfg.ema > 0 and switched(cfg, epoch)
 
 
 def lr_factors(cfg: FinetuneConfig, epoch: int) -> tuple[float, float]:
@@ -232,6 +240,10 @@ class Finetuner:
         mode, peak LR and size, per phase, with each phase's schedule."""
         lines = [("BatchNorm of the backbone: pretrained statistics kept, also in trainable groups (finetune.bn)"
                   if self.freeze_bn else "BatchNorm of the backbone: batch statistics in trainable groups (finetune.bn)")]
+        averaged = [e for e in range(epochs) if averages(self.cfg, e)]
+        if averaged:
+            lines.append(f"validation and checkpoints use a running average of the weights after the switch "
+                         f"(epoch {averaged[0] + 1} on; half-life {self.cfg.ema:g} epoch, finetune.ema)")
         for start in self.phase_starts(epochs):
             scales = self.scales(start)
             _, length = self.phase_of(start, epochs)

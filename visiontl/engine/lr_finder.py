@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from . import distributed as dist
 from .finetune import Finetuner
-from .trainer import OptimConfig, TrainConfig, amp_dtype, build_optimizer, fit_batch_size, to_device
+from .distributed import amp_dtype, to_device
+from .trainer import OptimConfig, TrainConfig, build_optimizer, fit_batch_size
 
 
 @dataclass

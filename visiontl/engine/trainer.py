@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Union
+from typing import Callable, Literal, Union
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from ..config import save_config
 from . import distributed as dist
-from .finetune import FinetuneConfig, Finetuner, follows_switch
+from .distributed import amp_dtype, to_device
+from . import ema
+from .finetune import FinetuneConfig, Finetuner, averages, follows_switch
 from .checkpoint import link_atomic, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
 from .logger import MetricsLogger, Progress
 from .schedules import get_lr
@@ -75,25 +77,6 @@ class TrainConfig:
     progress: Literal["auto", "bar", "log", "none"] = "auto"
 
 
-def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or setting == "off":
-        return None
-    if setting == "fp16" or (setting == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
-
-
-def to_device(batch: Any, device: torch.device, channels_last: bool) -> Any:
-    if isinstance(batch, torch.Tensor):
-        batch = batch.to(device, non_blocking=True)
-        return batch.contiguous(memory_format=torch.channels_last) if channels_last and batch.dim() == 4 else batch
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(b, device, channels_last) for b in batch)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
-    return batch
-
-
 def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     """All parameters, frozen ones included (they have no gradient, so no update and no
     state), so the optimiser is the same object across fine-tuning phases and resumes."""
@@ -120,6 +103,7 @@ class Trainer:
         self.run_dir: Path | None = None
         self.history: list[dict] = []
         self.batch_size = train.batch_size  # fit() may lower it for a tiny dataset (fit_batch_size)
+        self.average = self._average_state = None  # the weights' running average after a switch (ema.py)
 
     # -- set-up -----------------------------------------------------------------------
     def _run_dir(self) -> Path:
@@ -199,6 +183,9 @@ class Trainer:
             net, epoch_train, epoch_val = (cached if use_cache else (model, train_loader, val_loader))
             if changed or step_model is None or use_cache != was_cached:
                 step_model, was_cached = self._wrap(net, distributed), use_cache
+            if self.average is None and averages(self.finetuner.cfg, epoch):  # from the switch on
+                decay = ema.decay_for(self.finetuner.cfg.ema, steps_per_epoch)
+                self.average = ema.start(model, decay, self._average_state)
             # seeding per epoch makes shuffling, augmentation and dropout of an epoch
             # independent of whether the run was resumed
             seed_everything(cfg.seed + epoch)
@@ -229,6 +216,7 @@ class Trainer:
                     lr = get_lr(phase_step, total_steps=phase_steps, base_lr=ocfg.lr, schedule=ocfg.schedule,
                                 warmup_steps=phase_warmup, min_lr_ratio=ocfg.min_lr_ratio)
                     self._optimizer_step(model, optimizer, scaler, lr)
+                    ema.update(self.average, model)
                     step, phase_step = step + 1, phase_step + 1
                 loss_sum += out["loss"].detach().float()
                 n_batches += 1
@@ -244,7 +232,8 @@ class Trainer:
             metrics = {"epoch": epoch + 1, "lr": lr, "train/loss": loss_sum.item() / max(n_batches, 1),
                        "train/images_per_s": seen / (time.perf_counter() - t0)}
             if epoch_val is not None:
-                metrics.update({f"val/{k}": v for k, v in self.evaluate(net, epoch_val).items()})
+                validated = self.average.module if self.average is not None else net
+                metrics.update({f"val/{k}": v for k, v in self.evaluate(validated, epoch_val).items()})
             self.history.append(metrics)
 
             value = metrics.get(monitor)
@@ -355,8 +344,12 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
 
     def _save(self, model, optimizer, scaler, state: dict, best_too: bool) -> None:
-        """``last.pt`` (and ``best.pt``): everything an exact resume needs, written atomically."""
-        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        """``last.pt`` (and ``best.pt``): everything an exact resume needs, written atomically.
+        ``model`` holds the weights that were validated: the running average after a switch,
+        with the optimiser's own weights beside it (``train_model``)."""
+        ckpt = {"model": (self.average.module if self.average is not None else model).state_dict(),
+                **({"train_model": model.state_dict()} if self.average is not None else {}),
+                "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None, **state,
                 "history": self.history, "rng": rng_state(), "meta": self.adapter.checkpoint_meta()}
         save_atomic(ckpt, self.run_dir / "last.pt")
@@ -366,7 +359,8 @@ class Trainer:
     def _restore(self, model, optimizer, scaler) -> tuple[int, int, float | None, int]:
         """Exact resume: weights, optimiser, scaler, counters and RNG from ``train.resume``."""
         ckpt = load_checkpoint(self.cfg.resume)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
+        self._average_state = ckpt["model"] if "train_model" in ckpt else None
         optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
