@@ -1,6 +1,7 @@
-"""Detection transfer value and speed on real aerial images (deepforest tree crowns):
+"""Detection transfer value and speed on real images: deepforest's aerial tree crowns, or
+(``--data nuclei``) stardist's fluorescence microscopy nuclei as boxes:
 
-    python -m benchmarks detection [--epochs 30] [--image-size 192]
+    python -m benchmarks detection [--data trees|nuclei] [--epochs 30] [--image-size 192]
 
 Side by side, same crops, image size, epochs and batch size:
 1. visiontl detector, mobilenet_v2 with the offline ImageNet weights;
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from visiontl.data.nuclei import materialize_nuclei_boxes
 from visiontl.data.trees import materialize_trees
 
 from . import harness
@@ -84,7 +86,7 @@ def ultralytics_run(data_yaml: Path, args, out: Path) -> dict:
     # the same scorer as the visiontl rows: YOLOv8n's best weights in visiontl's evaluation
     cfg = DetectConfig()
     cfg.data.yaml, cfg.data.image_size, cfg.model.ultralytics = str(data_yaml), args.image_size, str(best)
-    det = Detector(config=cfg, classes=["tree"])
+    det = Detector(config=cfg, classes=args.classes)
     final = det.evaluate(det.datasets()[1])
     return {"model": "ultralytics YOLOv8n (from yolov8n.yaml, its own trainer)", "weights": "random init",
             "seconds": seconds, "train_images_per_s": statistics.median(n_train / s for s in epoch_seconds[1:] or epoch_seconds),
@@ -96,7 +98,9 @@ def ultralytics_run(data_yaml: Path, args, out: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks detection")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--image-size", type=int, default=192)
+    p.add_argument("--data", choices=["trees", "nuclei"], default="trees",
+                   help="trees: deepforest's aerial crowns (192 px crops); nuclei: stardist's nuclei (128 px crops)")
+    p.add_argument("--image-size", type=int, default=0, help="default: 192 for trees, 256 for nuclei (2× the crops)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3, help="visiontl (AdamW, cosine)")
     p.add_argument("--mosaic", type=float, default=0.5, help="visiontl's mosaic probability")
@@ -109,7 +113,12 @@ def main() -> None:
                    default=["pretrained", "random", "yolov8n"])
     args = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    data_yaml = materialize_trees(args.image_size)
+    if args.data == "trees":
+        args.image_size = args.image_size or 192
+        data_yaml, args.classes = materialize_trees(args.image_size), ["tree"]
+    else:
+        args.image_size = args.image_size or 256
+        data_yaml, args.classes = materialize_nuclei_boxes(), ["nucleus"]
     out = Path(tempfile.mkdtemp(prefix="visiontl-det-bench-"))
     print(f"detection benchmark on {device}: {data_yaml.parent}", flush=True)
     rows = []
@@ -128,7 +137,7 @@ def main() -> None:
                                                                    for r in rows]})
     if any("history" in r for r in rows):
         harness.plot_curves(rows, "val/mAP50-95", harness.RESULTS / f"detection-{device}{args.tag}.png", ylabel="val mAP50-95",
-                            title=f"tree crowns, {args.image_size} px, {device}", reference=reference,
+                            title=f"{'tree crowns' if args.data == 'trees' else 'nuclei'}, {args.image_size} px, {device}", reference=reference,
                             reference_value=reference["mAP50-95"] if reference else None)
     print("\n| model | mAP50-95 | mAP50 | train images/s | vs YOLOv8n | wall s |\n|---|---:|---:|---:|---:|---:|")
     for r in rows:

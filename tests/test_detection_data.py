@@ -173,3 +173,36 @@ def test_eval_transform_scales_boxes_with_the_image():
     out, boxes, _ = DetectEval(64)(image, np.array([[0, 0, 80, 40]], np.float32), np.array([0]))
     assert out.shape == (3, 64, 64)
     np.testing.assert_allclose(boxes.numpy(), [[0, 16, 64, 48]])
+
+
+def test_nuclei_as_boxes_one_box_per_nucleus_and_splits_apart(tmp_path):
+    """stardist's nuclei as a detection set: every nucleus wholly inside a crop is one box
+    whose edges are its mask's; YOLO and COCO copies agree; validation crops share no row
+    with training crops."""
+    from visiontl.data.nuclei import TRAIN_ROWS, load_nuclei, materialize_nuclei_boxes, stardist_dir
+
+    if stardist_dir() is None:
+        pytest.skip("stardist's images not installed (pip install --no-deps stardist)")
+    data_yaml = materialize_nuclei_boxes(size=128, step=64, root=tmp_path / "nb")
+    _, labels = load_nuclei(instances=True)
+    for split in ("train", "val"):
+        coco = json.loads((data_yaml.parent / f"{split}.json").read_text())
+        by_image = {im["id"]: im for im in coco["images"]}
+        assert coco["annotations"]
+        for im in coco["images"]:
+            y0, x0 = map(int, im["file_name"].split("/")[-1][len("nuclei_"):-4].split("_"))
+            assert (y0 >= TRAIN_ROWS) == (split == "val")
+            crop = labels[y0:y0 + 128, x0:x0 + 128]
+            whole = [i for i in np.unique(crop) if i and (labels == i).sum() == (crop == i).sum()]
+            boxes = [a["bbox"] for a in coco["annotations"] if a["image_id"] == im["id"]]
+            assert len(boxes) >= len(whole)  # cut nuclei with >= 40 % inside count too
+            for i in whole:
+                ys, xs = np.nonzero(crop == i)
+                assert [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()),
+                        float(ys.max() + 1 - ys.min())] in boxes
+            rows = (data_yaml.parent / "labels" / split / (im["file_name"].split("/")[-1][:-4] + ".txt"))
+            yolo = [list(map(float, line.split()[1:])) for line in rows.read_text().splitlines()]
+            assert len(yolo) == len(boxes)
+            for (cx, cy, w, h), (x, y, bw, bh) in zip(yolo, boxes):
+                assert cx * 128 == pytest.approx(x + bw / 2, abs=1e-3) and w * 128 == pytest.approx(bw, abs=1e-3)
+        assert all(by_image[a["image_id"]] for a in coco["annotations"])

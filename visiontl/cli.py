@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--device")
     ds = sub.add_parser("datasets", help="write the built-in real datasets (from installed packages, offline) "
                                          "that the configs/ recipes use, and print where they are")
-    ds.add_argument("names", nargs="*", help="trees | nuclei (default: all)")
+    ds.add_argument("names", nargs="*", help="trees | nuclei | nuclei-boxes (default: all)")
     d = sub.add_parser("demo", help="fine-tune mobilenet_v2 on a built-in real dataset, pretrained vs random init")
     d.add_argument("--epochs", type=int, default=6)
     d.add_argument("--per-class", type=int, default=100, help="training images per class")
@@ -164,16 +164,17 @@ def _run(args) -> int:
                   f"(content {last['content']:.3g}, style {last['style']:.3g}) → {files[0]} (+ _grid, _losses)")
         return 0
     if args.command == "datasets":
-        from .data.nuclei import materialize_nuclei
+        from .data.nuclei import materialize_nuclei, materialize_nuclei_boxes
         from .data.trees import materialize_trees
 
         makers = {"trees": ("detection, tree crowns (deepforest)", lambda: materialize_trees(192)),
-                  "nuclei": ("segmentation, cell nuclei (stardist)", materialize_nuclei)}
+                  "nuclei": ("segmentation, cell nuclei (stardist)", materialize_nuclei),
+                  "nuclei-boxes": ("detection, cell nuclei as boxes (stardist)", materialize_nuclei_boxes)}
         for name in args.names or list(makers):
             if name not in makers:
                 raise ValueError(f"unknown dataset {name!r}; built-in datasets: {', '.join(makers)}")
             what, make = makers[name]
-            print(f"{name:8}{what:40}{make()}")
+            print(f"{name:14}{what:44}{make()}")
         return 0
     if args.command == "demo":
         from .demo import run

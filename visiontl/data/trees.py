@@ -36,6 +36,39 @@ def _voc_boxes(xml: Path) -> np.ndarray:
     return np.array(boxes, np.float32).reshape(-1, 4)
 
 
+def write_box_tiles(root: Path, crops, names: list[str], keep: float = 0.4) -> Path:
+    """Write ``crops`` — (split, name, image crop, boxes ``xyxy`` in the whole image, crop
+    origin ``(x0, y0)``) — as ``<root>/{images,labels}/{split}``, COCO ``{split}.json`` and
+    ``data.yaml``; returns the data.yaml. A box cut by the crop's edge keeps the part inside
+    if at least ``keep`` of its area is inside. Shared by the tree-crown and nuclei sets."""
+    coco = {s: {"images": [], "annotations": [], "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+            for s in ("train", "val")}
+    for split, name, crop_img, boxes, (x0, y0) in crops:
+        h, w = crop_img.shape[:2]
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        inside = np.clip(boxes - np.array([x0, y0, x0, y0], np.float32), 0, [w, h, w, h])
+        kept_area = (inside[:, 2] - inside[:, 0]) * (inside[:, 3] - inside[:, 1])
+        inside = inside[kept_area >= keep * np.maximum(area, 1)]
+        for sub in ("images", "labels"):
+            (root / sub / split).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(crop_img).save(root / "images" / split / f"{name}.png")
+        lines = [f"0 {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} "
+                 f"{(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}" for b in inside]
+        (root / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        c = coco[split]
+        image_id = len(c["images"]) + 1
+        c["images"].append({"id": image_id, "file_name": f"images/{split}/{name}.png", "width": w, "height": h})
+        for b in inside.tolist():
+            c["annotations"].append({"id": len(c["annotations"]) + 1, "image_id": image_id, "category_id": 1,
+                                     "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "iscrowd": 0,
+                                     "area": (b[2] - b[0]) * (b[3] - b[1])})
+    for split, c in coco.items():  # file_name values are relative to the root, the JSON's folder
+        (root / f"{split}.json").write_text(json.dumps(c))
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: [{', '.join(names)}]\n")
+    (root / ".complete").touch()
+    return root / "data.yaml"
+
+
 def materialize_trees(crop: int = 192, *, root: Path | None = None, keep: float = 0.4) -> Path:
     """Write ``<root>/{images,labels}/{train,val}``, ``data.yaml`` and COCO
     ``{train,val}.json`` (once); returns the data.yaml."""
@@ -45,38 +78,17 @@ def materialize_trees(crop: int = 192, *, root: Path | None = None, keep: float 
     source = deepforest_dir()
     if source is None:
         raise FileNotFoundError("deepforest's tiles not found: pip install --no-deps deepforest")
-    coco = {s: {"images": [], "annotations": [], "categories": [{"id": 1, "name": "tree"}]} for s in ("train", "val")}
-    for tile in TILES:
-        image = np.asarray(Image.open(source / f"{tile}.png").convert("RGB"))
-        boxes = _voc_boxes(source / f"{tile}.xml")
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        h, w = image.shape[:2]
-        k = 0
-        for y0 in range(0, h - crop + 1, crop):
-            for x0 in range(0, w - crop + 1, crop):
-                split = "val" if k % 5 == 4 else "train"
-                k += 1
-                name = f"{tile}_{y0}_{x0}"
-                inside = boxes - np.array([x0, y0, x0, y0], np.float32)
-                inside = np.clip(inside, 0, crop)
-                kept_area = (inside[:, 2] - inside[:, 0]) * (inside[:, 3] - inside[:, 1])
-                inside = inside[kept_area >= keep * np.maximum(area, 1)]
-                for sub in ("images", "labels"):
-                    (root / sub / split).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(image[y0:y0 + crop, x0:x0 + crop]).save(root / "images" / split / f"{name}.png")
-                lines = [f"0 {(b[0] + b[2]) / 2 / crop:.6f} {(b[1] + b[3]) / 2 / crop:.6f} "
-                         f"{(b[2] - b[0]) / crop:.6f} {(b[3] - b[1]) / crop:.6f}" for b in inside]
-                (root / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-                c = coco[split]
-                image_id = len(c["images"]) + 1
-                c["images"].append({"id": image_id, "file_name": f"images/{split}/{name}.png", "width": crop,
-                                    "height": crop})
-                for b in inside.tolist():
-                    c["annotations"].append({"id": len(c["annotations"]) + 1, "image_id": image_id, "category_id": 1,
-                                             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "iscrowd": 0,
-                                             "area": (b[2] - b[0]) * (b[3] - b[1])})
-    for split, c in coco.items():  # file_name values are relative to the root, the JSON's folder
-        (root / f"{split}.json").write_text(json.dumps(c))
-    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: [tree]\n")
-    (root / ".complete").touch()
-    return root / "data.yaml"
+
+    def crops():
+        for tile in TILES:
+            image = np.asarray(Image.open(source / f"{tile}.png").convert("RGB"))
+            boxes = _voc_boxes(source / f"{tile}.xml")
+            h, w = image.shape[:2]
+            k = 0
+            for y0 in range(0, h - crop + 1, crop):
+                for x0 in range(0, w - crop + 1, crop):
+                    split = "val" if k % 5 == 4 else "train"
+                    k += 1
+                    yield split, f"{tile}_{y0}_{x0}", image[y0:y0 + crop, x0:x0 + crop], boxes, (x0, y0)
+
+    return write_box_tiles(root, crops(), ["tree"], keep)
