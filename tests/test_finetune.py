@@ -253,3 +253,19 @@ def test_no_dip_at_the_switch_on_far_domain_data(tmp_path):
     assert acc[1] > 0.7, acc  # the head learned on the frozen backbone
     assert acc[2] >= acc[1] - 0.03, acc  # 195 tune images: 0.03 is about one standard error
     assert acc[-1] >= max(acc) - 0.01 and acc[-1] > acc[1], acc  # fine-tuning gained, and kept it
+
+
+def test_a_run_records_the_strategy_auto_chose(image_folder, tmp_path):
+    """config.yaml and summary.txt name what ran (8 images per class: auto → frozen), so the
+    config re-runs the same plan."""
+    from visiontl.config import load_config
+    from visiontl.adapters import ClassifyConfig
+
+    cfg = tiny_config(image_folder, tmp_path / "runs", train__epochs=1)
+    cfg.finetune = FinetuneConfig("auto", cache="off")
+    clf = Classifier(config=cfg)
+    clf.fit()
+    saved = load_config(ClassifyConfig, clf.run_dir / "config.yaml")
+    assert saved.finetune.strategy == "frozen"
+    assert "fine-tuning auto → frozen" in (clf.run_dir / "summary.txt").read_text()
+    assert clf.config.finetune.strategy == "auto"  # the user's config object is not changed

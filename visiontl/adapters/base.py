@@ -123,6 +123,7 @@ class TaskAdapter:
         finetune, why = self.resolve_finetune(len(train_set))
         if c.finetune.strategy == "auto":
             print(why, file=sys.stderr)
+        self._strategy = finetune.strategy if c.finetune.strategy == finetune.strategy else f"auto → {finetune.strategy}"
         found = None
         if c.optim.lr == "auto":  # a range test picks it, on the first phase of the plan
             found = self._lr_find(train_set, finetune)
@@ -215,7 +216,7 @@ class TaskAdapter:
         and validated them (``final``), so the evaluation plots need no new pass."""
         plots.curves(history, run_dir / "curves.png")
         lines = [f"visiontl {self.task} run: {run_dir}",
-                 f"model {self.describe_model()}, fine-tuning {self.config.finetune.strategy}, "
+                 f"model {self.describe_model()}, fine-tuning {getattr(self, '_strategy', self.config.finetune.strategy)}, "
                  + (f"{len(self.classes)} classes, " if self.classes else "") + f"{self.config.data.image_size} px", f"epochs {len(history)}, {elapsed:.1f} s"]
         if self._val_set is not None:
             metrics = final if final is not None else self.evaluate(self._val_set)

@@ -6,7 +6,7 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Literal, Union
 
@@ -125,6 +125,11 @@ class Trainer:
             path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def _ran(self, config):
+        """The config as it runs: ``finetune.strategy: auto`` written as what it resolved to, so
+        config.yaml re-runs the same plan and the summary names it (as ``optim.lr: auto``)."""
+        return replace(config, finetune=self.finetuner.cfg) if hasattr(config, "finetune") else config
+
     def _loader(self, data: Dataset, train: bool, workers: int | None = None) -> DataLoader:
         distributed = train and dist.world_size() > 1
         if distributed:
@@ -168,7 +173,7 @@ class Trainer:
         if main:
             if cfg.resume:
                 logger.truncate(start_epoch)
-            save_config(adapter.config, run_dir / "config.yaml")
+            save_config(self._ran(adapter.config), run_dir / "config.yaml")
         start_time = time.perf_counter()
 
         step_model, cached, was_cached = None, None, None
