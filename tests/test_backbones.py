@@ -39,6 +39,10 @@ def test_uint8_and_float_inputs_agree():
         torch.testing.assert_close(bb(x)[-1], bb(x.float() / 255)[-1])
 
 
+# timm's own fine-grained groups (group_matcher(coarse=False)), less those of the classifier head
+TIMM_GROUPS = {"resnet18": 9, "convnext_nano": 15, "efficientnet_b0": 17, "mobilenetv3_small_100": 13}
+
+
 @pytest.mark.parametrize("name", ["resnet18", "convnext_nano", "efficientnet_b0", "mobilenetv3_small_100"])
 def test_timm_passthrough(name):
     pytest.importorskip("timm")
@@ -49,9 +53,11 @@ def test_timm_passthrough(name):
     assert [f.shape[1] for f in feats] == [i.channels for i in bb.feature_info]
     assert [64 // f.shape[-1] for f in feats] == [i.reduction for i in bb.feature_info]
     groups = bb.layer_groups()
-    assert len(groups) >= len(feats)  # one per block, finer than the stages
+    assert len(groups) == TIMM_GROUPS[name]  # timm's grouping: the stem, then one per block
     ids = [id(p) for g in groups for p in g.parameters()]
     assert len(ids) == len(set(ids)) == len(list(bb.parameters()))
+    stem = next(iter(bb.net.children()))  # the first module runs first, and is in the first group
+    assert {id(p) for p in stem.parameters()} <= {id(p) for p in groups[0].parameters()}
 
 
 def test_timm_local_weights_file(tmp_path):

@@ -29,13 +29,50 @@ class TimmBackbone(Backbone):
         super().__init__([], [], preprocessing=preprocessing, name=name)
         self.net = net
         self.feature_info = feature_info
+        self._groups: list[nn.Module] | None = None
 
     def forward_features(self, x):
         return list(self.net(x))
 
     def layer_groups(self) -> list[nn.Module]:
+        """timm's own fine-grained grouping (the model's ``group_matcher``, what timm's layer
+        decay uses: stem, then one group per block), mapped onto the ``features_only``
+        network; where a model has none or it does not cover every parameter, one group per
+        module that ends at a feature tap (``block_groups``)."""
+        if self._groups is None:  # building timm's matcher takes a model: once
+            self._groups = _timm_groups(self.net, self.name.split(":", 1)[1]) or []
+        if self._groups:
+            return list(self._groups)
         taps = [info["module"].replace(".", "_") for info in self.net.feature_info.get_dicts()]
         return block_groups([module for _, module in _leaves(self.net, taps)])
+
+
+def _timm_groups(net: nn.Module, model_name: str) -> list[nn.Module] | None:
+    import timm
+    import torch
+    from timm.models import group_modules
+
+    try:
+        with torch.device("meta"):  # the full model, for its matcher and names only: no memory, no weights
+            full = timm.create_model(model_name)
+        by_group = group_modules(full, full.group_matcher(coarse=False))
+    except (AttributeError, NotImplementedError, TypeError):
+        return None
+    modules = dict(net.named_modules())
+
+    def find(name: str) -> nn.Module | None:  # features_only flattens top-level sequences: stages.0 → stages_0
+        found = modules.get(name)
+        return found if found is not None else modules.get(name.replace(".", "_", 1))
+
+    groups = []
+    for _, names in sorted(by_group.items()):
+        found = [m for m in map(find, names) if m is not None]
+        if found:
+            groups.append(nn.ModuleList(found))
+    covered = {id(p) for g in groups for p in g.parameters()}
+    if not groups or any(id(p) not in covered for p in net.parameters()):
+        return None
+    return groups
 
 
 def _leaves(net: nn.Module, taps: list[str]):
