@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TUNE := GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test test-slow bench install data clean
+.PHONY: demo test test-slow bench bench-data install data clean
 
 demo: $(VENV)/.installed data
 	$(TUNE) $(VENV)/bin/visiontl demo
@@ -41,6 +41,13 @@ data:
 	@test -f $(FASHION) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
 	  || echo "Fashion-MNIST not installed (needs root + apt-get); the demo will use scikit-learn digits"
+
+# Natural photos for the recipes benchmark's textures set (Debian's opencv-doc examples,
+# ~95 MB); benchmarks only, never the tests.
+bench-data: data
+	@test -f /usr/share/doc/opencv-doc/examples/data/baboon.jpg || { [ "$$(id -u)" = 0 ] \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc >/dev/null; } \
+	  || echo "opencv-doc not installed (needs root + apt-get): the recipes benchmark's textures set is unavailable"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
