@@ -123,3 +123,18 @@ def test_a_tiny_dataset_gets_a_smaller_batch_and_is_told(image_folder, tmp_path,
     clf.fit()
     assert "train.batch_size 16 → 4" in capsys.readouterr().err
     assert load_checkpoint(clf.run_dir / "last.pt")["step"] == 5  # 18 images at batch 4 (the last batch 2)
+
+
+def test_resume_from_a_checkpoint_of_another_group_plan_says_so(image_folder, tmp_path):
+    """A last.pt whose optimiser has other parameter groups (an older visiontl) cannot be
+    resumed: the error names the file and what to do instead."""
+    clf = Classifier(config=tiny_config(image_folder, tmp_path / "a", train__epochs=1))
+    clf.fit()
+    ckpt = load_checkpoint(clf.run_dir / "last.pt")
+    ckpt["optimizer"]["param_groups"] = ckpt["optimizer"]["param_groups"][1:]  # one group fewer
+    old = tmp_path / "old" / "last.pt"
+    old.parent.mkdir()
+    torch.save(ckpt, old)
+    again = Classifier(config=tiny_config(image_folder, tmp_path / "b", train__epochs=2, train__resume=str(old)))
+    with pytest.raises(ValueError, match=r"train.resume=.*old/last.pt: its optimiser state does not fit"):
+        again.fit()

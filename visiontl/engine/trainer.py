@@ -366,7 +366,12 @@ class Trainer:
         ckpt = load_checkpoint(self.cfg.resume)
         model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
         self._average_state = ckpt["model"] if "train_model" in ckpt else None
-        optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as e:  # another plan of optimiser groups (another strategy, an older visiontl)
+            raise ValueError(f"train.resume={self.cfg.resume}: its optimiser state does not fit this run's "
+                             f"parameter groups ({e}); resume with the run's own config.yaml, or start a new run "
+                             "from its weights (model.weights=<that .pt>)") from None
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         self.history = list(ckpt.get("history", []))
