@@ -153,6 +153,28 @@ def summarize(runs: list[dict]) -> dict:
             "worst_final_below_best_on_tune": worst_drop, "runs": runs}
 
 
+def switch_changes(results: dict, datasets: list[str], head_epochs: int = 2) -> str:
+    """Per run, tune accuracy of the first epoch after each switch minus the epoch before it
+    (two_phase: epoch head_epochs + 1; gradual: every epoch from the second), worst per run."""
+    lines = []
+    for name, first in (("visiontl two_phase", head_epochs), ("visiontl gradual", 1)):
+        cells = []
+        for d in datasets:
+            r = results.get(d, {}).get(name)
+            if r is None:
+                cells.append("—")
+                continue
+            worst = []
+            for run in r["runs"]:
+                tune = run["tune_per_epoch"]
+                ends = [first] if name.endswith("two_phase") else range(first, len(tune))
+                worst.append(min(tune[e] - tune[e - 1] for e in ends))
+            cells.append(" / ".join(f"{100 * w:+.1f}" for w in worst))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    head = "| first epoch after a switch − the one before (tune, points; worst switch per seed) | " + " | ".join(datasets)
+    return "\n".join([head + " |", "|---|" + "---:|" * len(datasets), *lines])
+
+
 def table(results: dict, datasets: list[str]) -> str:
     lines = ["| contender | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
     for name in CONTENDERS:
@@ -255,6 +277,7 @@ def main() -> None:
     plot(results, args.datasets, harness.RESULTS / f"{name}.png")
     print("\ntest accuracy, final epoch / best epoch (median of seeds), wall time\n")
     print(table(results, args.datasets))
+    print("\n" + switch_changes(results, args.datasets))
     print(json.dumps({d: {c: round(r["worst_final_below_best_on_tune"], 4) for c, r in v.items()}
                       for d, v in results.items()}))
 
