@@ -269,3 +269,25 @@ def test_a_run_records_the_strategy_auto_chose(image_folder, tmp_path):
     assert saved.finetune.strategy == "frozen"
     assert "fine-tuning auto → frozen" in (clf.run_dir / "summary.txt").read_text()
     assert clf.config.finetune.strategy == "auto"  # the user's config object is not changed
+
+
+def test_full_fine_tuning_is_gentler_on_a_backbone_without_batchnorm():
+    """backbone_lr_factor -1 (auto): 1 for a backbone with BatchNorm, 0.1 for VGG19 (no
+    normalisation layers: AdamW 1e-3 on all of it drove it to chance in the benchmark); the
+    dry-run shows it; an explicit factor wins."""
+    from visiontl.backbones import create_backbone
+
+    class Net(nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.backbone = create_backbone(name, weights="none")
+            self.head = nn.Linear(8, 2)
+
+    vgg, resnet = Net("vgg19"), Net("resnet18")
+    assert Finetuner(FinetuneConfig("full"), vgg).scales(0) == [0.1] * 16 + [1.0]
+    assert set(Finetuner(FinetuneConfig("full"), resnet).scales(0)) == {1.0}
+    assert set(Finetuner(FinetuneConfig("full", backbone_lr_factor=1.0), vgg).scales(0)) == {1.0}
+    # last_n too; after a switch phase2_lr_factor rules, as before
+    assert Finetuner(FinetuneConfig("last_n", last_n=2), vgg).scales(0)[-3:] == [0.1, 0.1, 1.0]
+    assert Finetuner(FinetuneConfig("two_phase", head_epochs=1), vgg).scales(1)[-2:] == [0.05, 0.5]
+    assert "backbone.15" in (table := Finetuner(FinetuneConfig("full"), vgg).table(2, 1e-3)) and "0.0001" in table

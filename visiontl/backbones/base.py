@@ -126,7 +126,7 @@ class Backbone(nn.Module):
         return features
 
 
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 def block_groups(modules) -> list[nn.Module]:
@@ -143,7 +143,7 @@ def block_groups(modules) -> list[nn.Module]:
                 visit(child)
             return
         has_params = any(True for _ in m.parameters())
-        if groups and (not has_params or isinstance(m, _NORMS)):
+        if groups and (not has_params or isinstance(m, NORMS)):
             groups[-1].append(m)
         else:
             groups.append([m])

@@ -34,6 +34,10 @@ is ``frozen`` for pretrained weights fine-tuned after a frozen phase (``two_phas
 ``gradual``), and ``train`` for ``full`` and ``last_n`` (the backbone trains at the full LR
 from the first step) and from random init.
 
+A backbone without normalisation layers (VGG) has no BatchNorm to absorb the scale of its
+weights' updates: where it trains from the first step (``full``, ``last_n``) its groups get
+``backbone_lr_factor`` × the LR, by default (-1) 0.1 for such a backbone and 1 otherwise.
+
 Discriminative learning rates: with ``group_lr_decay`` = d < 1 the top backbone group gets
 d × its LR, the next d², and so on down to the stem.
 """
@@ -45,7 +49,7 @@ from typing import Literal
 
 from torch import nn
 
-from ..backbones.base import freeze, set_bn_eval
+from ..backbones.base import NORMS, freeze, set_bn_eval
 
 
 @dataclass
@@ -57,6 +61,7 @@ class FinetuneConfig:
     phase2_head_lr_factor: float = 0.5  # after a frozen phase: the head's LR multiplier
     phase_warmup: float = 0.3  # fraction of each phase after a switch spent warming the LR up
     ema: float = 0.25  # after a switch: half-life (epochs) of the weight average validated and saved; 0 = off
+    backbone_lr_factor: float = -1.0  # full / last_n: the backbone's LR multiplier; -1: auto (1, or 0.1 without BatchNorm)
     bn: Literal["auto", "frozen", "train"] = "auto"  # backbone BatchNorm; auto: frozen if pretrained
     milestones: list[int] = field(default_factory=list)  # gradual: epochs (0-based) that unfreeze one more group
     group_lr_decay: float = 1.0  # discriminative LRs: top backbone group × d, the next × d², …
@@ -110,7 +115,17 @@ def lr_factors(cfg: FinetuneConfig, epoch: int) -> tuple[float, float]:
     """(backbone, head) LR multipliers in ``epoch``."""
     if switched(cfg, epoch):
         return cfg.phase2_lr_factor, cfg.phase2_head_lr_factor
-    return 1.0, 1.0
+    return (cfg.backbone_lr_factor if cfg.backbone_lr_factor >= 0 else 1.0), 1.0
+
+
+UNNORMALISED_LR_FACTOR = 0.1  # backbone_lr_factor -1 for a backbone without normalisation layers (VGG)
+
+
+def normalised(backbone: nn.Module | None) -> bool:
+    """Whether ``backbone`` has normalisation layers (BatchNorm, GroupNorm, LayerNorm …).
+    Without them (VGG) every weight's scale reaches the output: AdamW at 1e-3 on the whole
+    backbone drove VGG19 to chance (benchmarks/RESULTS.md, recipes)."""
+    return backbone is None or any(isinstance(m, NORMS) for m in backbone.modules())
 
 
 def follows_switch(cfg: FinetuneConfig, epochs: int) -> bool:
@@ -158,8 +173,10 @@ class Finetuner:
     parameter of the model is the head."""
 
     def __init__(self, cfg: FinetuneConfig, model: nn.Module) -> None:
-        self.cfg, self.model = cfg, model
         backbone = getattr(model, "backbone", None)  # a model without one is all head
+        if cfg.backbone_lr_factor < 0:  # auto: gentler for a backbone without normalisation layers
+            cfg = replace(cfg, backbone_lr_factor=1.0 if normalised(backbone) else UNNORMALISED_LR_FACTOR)
+        self.cfg, self.model = cfg, model
         self.groups = list(backbone.layer_groups()) if backbone is not None else []
         in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
         self.head = [p for p in model.parameters() if id(p) not in in_backbone]
