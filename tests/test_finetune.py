@@ -47,6 +47,8 @@ def test_auto_chooses_by_data_size_and_says_why():
     assert trainable_groups(small, 19, small.head_epochs) == 8  # the top 40 % of the blocks
     more, why = choose(FinetuneConfig("auto"), n_images=300, n_classes=10, n_groups=19)
     assert more.strategy == "full" and "30/class" in why
+    vgg, why = choose(FinetuneConfig("auto"), n_images=300, n_classes=10, n_groups=16, has_norm=False)
+    assert vgg.strategy == "two_phase" and "without BatchNorm" in why
     mine, _ = choose(FinetuneConfig("auto", last_n=3), n_images=150, n_classes=10, n_groups=19)
     assert mine.strategy == "two_phase" and trainable_groups(mine, 19, 5) == 3  # a given last_n is kept
 
@@ -271,7 +273,7 @@ def test_a_run_records_the_strategy_auto_chose(image_folder, tmp_path):
     assert clf.config.finetune.strategy == "auto"  # the user's config object is not changed
 
 
-def test_full_fine_tuning_is_gentler_on_a_backbone_without_batchnorm():
+def test_full_fine_tuning_is_gentler_on_a_backbone_without_batchnorm(tmp_path):
     """backbone_lr_factor -1 (auto): 1 for a backbone with BatchNorm, 0.1 for VGG19 (no
     normalisation layers: AdamW 1e-3 on all of it drove it to chance in the benchmark); the
     dry-run shows it; an explicit factor wins."""
@@ -291,3 +293,11 @@ def test_full_fine_tuning_is_gentler_on_a_backbone_without_batchnorm():
     assert Finetuner(FinetuneConfig("last_n", last_n=2), vgg).scales(0)[-3:] == [0.1, 0.1, 1.0]
     assert Finetuner(FinetuneConfig("two_phase", head_epochs=1), vgg).scales(1)[-2:] == [0.05, 0.5]
     assert "backbone.15" in (table := Finetuner(FinetuneConfig("full"), vgg).table(2, 1e-3)) and "0.0001" in table
+    # auto never picks full for it: 34 images a class would be full for a BatchNorm backbone
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "d", per_class=45)
+    for name, expected in (("vgg19", "auto → two_phase"), ("resnet18", "auto → full")):
+        cfg = tiny_config(data, tmp_path / "runs", model__backbone=name)
+        cfg.finetune = FinetuneConfig("auto")
+        assert expected in Classifier(config=cfg).plan(data)
