@@ -265,8 +265,12 @@ class Finetuner:
     def table(self, epochs: int, base_lr: float, *, steps_per_epoch: int | None = None) -> str:
         """The dry-run: layer groups (consecutive alike ones folded), trainable or frozen, BN
         mode, peak LR and size, per phase, with each phase's schedule."""
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for g in self.groups for m in g.modules())
         lines = [("BatchNorm of the backbone: pretrained statistics kept, also in trainable groups (finetune.bn)"
-                  if self.freeze_bn else "BatchNorm of the backbone: batch statistics in trainable groups (finetune.bn)")]
+                  if self.freeze_bn else "BatchNorm of the backbone: batch statistics in trainable groups (finetune.bn)")
+                 if has_bn or not self.groups else
+                 f"the backbone has no BatchNorm; full / last_n train it at {self.cfg.backbone_lr_factor:g} × the LR "
+                 "(finetune.backbone_lr_factor)"]
         averaged = [e for e in range(epochs) if averages(self.cfg, e)]
         if averaged:
             lines.append(f"validation and checkpoints use a running average of the weights after the switch "
