@@ -24,7 +24,7 @@ from visiontl.backbones import create_backbone
 SUPPORTED = ["mobilenet_v2", "resnet18", "resnet34", "resnet50", "vgg16", "vgg19", "efficientnet_b0"]
 
 
-def _step_and_infer(model: SegmentationModel, num_classes: int = 3) -> None:
+def assert_trains_and_infers(model: SegmentationModel, num_classes: int = 3) -> None:
     torch.manual_seed(0)
     images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
     masks = torch.randint(0, num_classes, (2, 64, 64))
@@ -46,12 +46,12 @@ def _step_and_infer(model: SegmentationModel, num_classes: int = 3) -> None:
 
 @pytest.mark.parametrize("name", SUPPORTED)
 def test_unet_on_every_supported_backbone(name):
-    _step_and_infer(SegmentationModel(create_backbone(name, weights="none"), 3, "unet"))
+    assert_trains_and_infers(SegmentationModel(create_backbone(name, weights="none"), 3, "unet"))
 
 
 @pytest.mark.parametrize("architecture", DECODERS.names())
 def test_every_decoder(architecture):
-    _step_and_infer(SegmentationModel(create_backbone("resnet18", weights="none"), 3, architecture))
+    assert_trains_and_infers(SegmentationModel(create_backbone("resnet18", weights="none"), 3, architecture))
 
 
 def test_decoder_sizes_itself_from_feature_info():

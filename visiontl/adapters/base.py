@@ -18,7 +18,7 @@ from .. import plots
 from ..backbones import BACKBONES, Preprocessing, set_bn_eval
 from ..config import from_dict, to_dict
 from ..engine import FinetuneConfig, Finetuner, Trainer, load_checkpoint
-from ..engine.finetune import choose, normalised
+from ..engine.finetune import choose
 from ..engine.lr_finder import LRFinderResult, lr_find
 from ..engine.distributed import to_device
 from ..engine.trainer import fit_batch_size, resolve_monitor
@@ -167,9 +167,9 @@ class TaskAdapter:
 
     def resolve_finetune(self, n_images: int) -> tuple[FinetuneConfig, str]:
         """The configured strategy, with ``auto`` decided from the data, and why."""
+        plan = Finetuner(self.config.finetune, self.model)
         return choose(self.config.finetune, n_images=n_images, n_classes=len(self.classes),
-                      n_groups=len(Finetuner(self.config.finetune, self.model).groups),
-                      has_norm=normalised(getattr(self.model, "backbone", None)))
+                      n_groups=len(plan.groups), has_norm=plan.normalised)
 
     def plan(self, data: str | Path | None = None) -> str:
         """The dry-run: the fine-tuning plan per phase (groups, trainable, BN mode, LR, size),

@@ -99,19 +99,19 @@ def materialize(name: str, *, train_per_class: int, val_per_class: int, tune_per
         for i in idx:
             Image.fromarray(x[i]).save(folder / f"{i:05d}.png")
 
+    tune_x, tune_y = tune_pool[0] if tune_pool else (train_x, train_y)  # its own pool: another region of the photos
     for c, cname in enumerate(classes):
         pool = np.flatnonzero(train_y == c)
-        if tune_pool:  # a tune pool of its own (e.g. another region of the same photos)
-            write("train", train_x, rng.choice(pool, size=min(train_per_class, len(pool)), replace=False), cname)
-            tune_x, tune_y = tune_pool[0]
+        if tune_pool:
+            train_idx = rng.choice(pool, size=min(train_per_class, len(pool)), replace=False)
             own = np.flatnonzero(tune_y == c)
-            if tune_per_class:
-                write("tune", tune_x, rng.choice(own, size=min(tune_per_class, len(own)), replace=False), cname)
-            continue
-        idx = rng.choice(pool, size=min(train_per_class + tune_per_class, len(pool)), replace=False)
-        write("train", train_x, idx[:train_per_class], cname)
+            tune_idx = rng.choice(own, size=min(tune_per_class, len(own)), replace=False) if tune_per_class else own[:0]
+        else:
+            idx = rng.choice(pool, size=min(train_per_class + tune_per_class, len(pool)), replace=False)
+            train_idx, tune_idx = idx[:train_per_class], idx[train_per_class:]
+        write("train", train_x, train_idx, cname)
         if tune_per_class:
-            write("tune", train_x, idx[train_per_class:], cname)
+            write("tune", tune_x, tune_idx, cname)
     for c, cname in enumerate(classes):
         pool = np.flatnonzero(test_y == c)
         write("val", test_x, rng.choice(pool, size=min(val_per_class, len(pool)), replace=False), cname)

@@ -136,10 +136,9 @@ def follows_switch(cfg: FinetuneConfig, epochs: int) -> bool:
 def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
            has_norm: bool = True) -> tuple[FinetuneConfig, str]:
     """``auto``, from ``python -m benchmarks recipes`` (benchmarks/RESULTS.md, section 6:
-    mobilenet_v2, Fashion-MNIST at 10, 30 and 400 images per class, 3 seeds): ``full``
-    fine-tuning led at 30 and 400 per class (by 3–4 points over ``two_phase``, 5–6 over
-    the probe); at 10 per class it swung by 9 points between seeds while ``two_phase`` held
-    above the probe. Below 10 per class (not measured) the backbone stays frozen. A backbone
+    mobilenet_v2 on six real datasets, 3 seeds): ``full`` fine-tuning led or tied from 30
+    images per class on every one; at 10 per class it swung by 9 points between seeds while
+    ``two_phase`` held above the probe. Below 10 per class the backbone stays frozen. A backbone
     without normalisation layers (``has_norm`` False: VGG) never gets ``full``: VGG19 on
     fashion-300 (30/class) scored 0.10 with it at the full LR, 0.71 at 0.1× (one seed of
     three 0.54), 0.72 with ``two_phase`` (medians of 3 seeds).
@@ -151,18 +150,14 @@ def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
         return (replace(cfg, strategy="frozen"),
                 f"auto → frozen: {n_images} images ({per_class:.0f}/class) is too little to adapt the backbone; "
                 "a linear probe overfits least")
-    if per_class < FULL_FROM:
-        n = top_blocks(cfg, n_groups)
+    if per_class < FULL_FROM or not has_norm:
+        why = ("a backbone without BatchNorm — full fine-tuning of VGG19 fell far below two_phase in the benchmark"
+               if per_class >= FULL_FROM else
+               f"the head settles on the frozen backbone for {cfg.head_epochs} epochs, then the top blocks adapt "
+               "gently (full fine-tuning was unstable at 10/class)")
         return (replace(cfg, strategy="two_phase"),
-                f"auto → two_phase, the last {n} of {n_groups} blocks: {n_images} images ({per_class:.0f}/class) — "
-                f"the head settles on the frozen backbone for {cfg.head_epochs} epochs, then the top blocks adapt "
-                "gently (full fine-tuning was unstable at 10/class)")
-    if not has_norm:
-        n = top_blocks(cfg, n_groups)
-        return (replace(cfg, strategy="two_phase"),
-                f"auto → two_phase, the last {n} of {n_groups} blocks: {n_images} images ({per_class:.0f}/class), "
-                "and a backbone without BatchNorm — full fine-tuning of VGG19 fell far below two_phase in the "
-                "benchmark")
+                f"auto → two_phase, the last {top_blocks(cfg, n_groups)} of {n_groups} blocks: {n_images} images "
+                f"({per_class:.0f}/class) — {why}")
     return (replace(cfg, strategy="full"),
             f"auto → full: {n_images} images ({per_class:.0f}/class) — enough to adapt the whole backbone "
             f"(measured ahead of two_phase and the probe from {FULL_FROM}/class)")
@@ -184,8 +179,9 @@ class Finetuner:
 
     def __init__(self, cfg: FinetuneConfig, model: nn.Module) -> None:
         backbone = getattr(model, "backbone", None)  # a model without one is all head
+        self.normalised = normalised(backbone)
         if cfg.backbone_lr_factor < 0:  # auto: gentler for a backbone without normalisation layers
-            cfg = replace(cfg, backbone_lr_factor=1.0 if normalised(backbone) else UNNORMALISED_LR_FACTOR)
+            cfg = replace(cfg, backbone_lr_factor=1.0 if self.normalised else UNNORMALISED_LR_FACTOR)
         self.cfg, self.model = cfg, model
         self.groups = list(backbone.layer_groups()) if backbone is not None else []
         in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
@@ -265,12 +261,14 @@ class Finetuner:
     def table(self, epochs: int, base_lr: float, *, steps_per_epoch: int | None = None) -> str:
         """The dry-run: layer groups (consecutive alike ones folded), trainable or frozen, BN
         mode, peak LR and size, per phase, with each phase's schedule."""
-        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for g in self.groups for m in g.modules())
-        lines = [("BatchNorm of the backbone: pretrained statistics kept, also in trainable groups (finetune.bn)"
-                  if self.freeze_bn else "BatchNorm of the backbone: batch statistics in trainable groups (finetune.bn)")
-                 if has_bn or not self.groups else
-                 f"the backbone has no BatchNorm; full / last_n train it at {self.cfg.backbone_lr_factor:g} × the LR "
-                 "(finetune.backbone_lr_factor)"]
+        if not self.normalised:
+            first = (f"the backbone has no BatchNorm; full / last_n train it at {self.cfg.backbone_lr_factor:g} × "
+                     "the LR (finetune.backbone_lr_factor)")
+        elif self.freeze_bn:
+            first = "BatchNorm of the backbone: pretrained statistics kept, also in trainable groups (finetune.bn)"
+        else:
+            first = "BatchNorm of the backbone: batch statistics in trainable groups (finetune.bn)"
+        lines = [first]
         averaged = [e for e in range(epochs) if averages(self.cfg, e)]
         if averaged:
             lines.append(f"validation and checkpoints use a running average of the weights after the switch "

@@ -221,7 +221,8 @@ class Trainer:
                     lr = get_lr(phase_step, total_steps=phase_steps, base_lr=ocfg.lr, schedule=ocfg.schedule,
                                 warmup_steps=phase_warmup, min_lr_ratio=ocfg.min_lr_ratio)
                     self._optimizer_step(model, optimizer, scaler, lr)
-                    ema.update(self.average, model)
+                    if self.average is not None:
+                        self.average.update_parameters(model)
                     step, phase_step = step + 1, phase_step + 1
                 loss_sum += out["loss"].detach().float()
                 n_batches += 1
@@ -237,8 +238,7 @@ class Trainer:
             metrics = {"epoch": epoch + 1, "lr": lr, "train/loss": loss_sum.item() / max(n_batches, 1),
                        "train/images_per_s": seen / (time.perf_counter() - t0)}
             if epoch_val is not None:
-                validated = self.average.module if self.average is not None else net
-                metrics.update({f"val/{k}": v for k, v in self.evaluate(validated, epoch_val).items()})
+                metrics.update({f"val/{k}": v for k, v in self.evaluate(self._validated(net), epoch_val).items()})
             self.history.append(metrics)
 
             value = metrics.get(monitor)
@@ -348,11 +348,15 @@ class Trainer:
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
+    def _validated(self, model):
+        """The weights that are validated and saved: the running average after a switch."""
+        return self.average.module if self.average is not None else model
+
     def _save(self, model, optimizer, scaler, state: dict, best_too: bool) -> None:
         """``last.pt`` (and ``best.pt``): everything an exact resume needs, written atomically.
         ``model`` holds the weights that were validated: the running average after a switch,
         with the optimiser's own weights beside it (``train_model``)."""
-        ckpt = {"model": (self.average.module if self.average is not None else model).state_dict(),
+        ckpt = {"model": self._validated(model).state_dict(),
                 **({"train_model": model.state_dict()} if self.average is not None else {}),
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None, **state,
