@@ -61,7 +61,7 @@ class TaskAdapter:
             raise ValueError(f"{checkpoint}: a {meta.get('task')!r} checkpoint, not a {cls.task!r} one")
         obj = cls(config=from_dict(cls.config_class, meta["config"]))
         obj.classes = list(meta["classes"])
-        obj.checkpoint = meta  # what _build may need besides the config (e.g. an architecture)
+        obj.checkpoint = {**meta, "file": str(checkpoint)}  # what _build may need besides the config
         preprocessing = Preprocessing(**meta["preprocessing"]) if meta.get("preprocessing") else None
         obj._build(weights="none", preprocessing=preprocessing)
         obj.model.load_state_dict(ckpt["model"])

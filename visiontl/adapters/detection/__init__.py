@@ -7,6 +7,9 @@ import os
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+# ultralytics ≥ 8.4 can build models without eval and from known layers only; visiontl checks
+# every architecture itself first (native.check_architecture), this is a second line
+os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
 
 import torch as _torch  # noqa: E402
 from PIL import Image as _Image  # noqa: E402

@@ -54,8 +54,8 @@ class Detector(TaskAdapter):
         m = self.config.model
         seed_everything(self.config.train.seed)
         if m.ultralytics:
-            architecture = (self.checkpoint or {}).get("architecture")
-            self.model = (NativeDetector(architecture, len(self.classes), m.ultralytics) if architecture
+            architecture = (self.checkpoint or {}).get("architecture")  # checked there: it comes from a file
+            self.model = (NativeDetector(architecture, len(self.classes), self.checkpoint["file"]) if architecture
                           else build_native(m.ultralytics, len(self.classes)))
         else:
             backbone = create_backbone(m.backbone, weights=weights or m.weights)

@@ -3,12 +3,22 @@ through visiontl's engine, data and strategies, so the YOLO zoo stays open to it
 
 A ``.pt`` is a pickled model. It is loaded with ``weights_only=True`` and an allow-list:
 module classes from ``ultralytics.nn`` and ``torch.nn`` and a few plain containers, nothing
-callable. Only its architecture (``yaml``) and its weights are kept; the model is rebuilt
+callable. Only its architecture (``yaml``) and its weights are kept, read from the
+unpickled objects' attributes without calling any of their methods; the model is rebuilt
 from the architecture for the training set's classes and the weights that fit are loaded.
+
+An architecture is data that ultralytics' model parser turns into code: it passes the
+``activation`` string to ``eval`` and looks layer names up among its module's globals
+(which include checkpoint loaders that unpickle without ``weights_only``). So every
+architecture — from a ``.pt``, a model ``.yaml`` or a visiontl checkpoint — is checked by
+:func:`check_architecture` before ultralytics sees it: plain data only, known keys, layer
+names from an allow-list of detection layers, an activation of the form ``nn.Name(numbers)``.
 """
 from __future__ import annotations
 
+import copy
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -33,6 +43,101 @@ def _allowed(name: str):
     return None
 
 
+# detection layers of the YOLO families (v3 … 26, RT-DETR backbones); no loaders, no text or
+# torchvision models (those fetch weights), no heads other than detection
+LAYERS = frozenset("""
+    A2C2f AConv ADown AIFI Bottleneck BottleneckCSP C1 C2 C2PSA C2f C2fAttn C2fCIB C2fPSA C3 C3Ghost C3TR C3k2
+    C3x CBFuse CBLinear Concat Conv ConvTranspose DWConv DWConvTranspose2d ELAN1 Focus GhostBottleneck GhostConv
+    HGBlock HGStem PSA RepC3 RepConv RepNCSPELAN4 ResNetLayer SCDown SPP SPPELAN SPPF Detect v10Detect
+    nn.BatchNorm2d nn.ConvTranspose2d nn.Identity nn.MaxPool2d nn.Upsample nn.ZeroPad2d""".split())
+ACTIVATIONS = frozenset("ELU GELU Hardsigmoid Hardswish Identity LeakyReLU Mish PReLU ReLU ReLU6 SELU SiLU Sigmoid "
+                        "Tanh".split())
+_NUMBER = r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
+_ACTIVATION = re.compile(rf"(?:torch\.)?nn\.(\w+)\(\s*(?:(?:{_NUMBER}|\w+\s*=\s*(?:{_NUMBER}|True|False))"
+                         rf"(?:\s*,\s*(?:{_NUMBER}|\w+\s*=\s*(?:{_NUMBER}|True|False)))*)?\s*\)")
+_SCALARS = {"nc": int, "scale": str, "depth_multiple": (int, float), "width_multiple": (int, float), "ch": int,
+            "channels": int, "reg_max": int, "end2end": bool, "yaml_file": str, "activation": str}
+
+
+def _plain(value, depth: int = 0) -> bool:
+    """Only str / numbers / bool / None, in lists and str-keyed dicts (no objects)."""
+    if value is None or type(value) in (str, int, float, bool):
+        return True
+    if depth < 6 and type(value) in (list, tuple):
+        return all(_plain(v, depth + 1) for v in value)
+    if depth < 6 and type(value) is dict:
+        return all(type(k) is str and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def check_architecture(architecture, source: str | Path) -> dict:
+    """``architecture`` (an ultralytics model dict) if it is safe to hand to ultralytics'
+    parser; else a ValueError naming ``source`` and the refused entry."""
+    def refuse(what: str):
+        raise ValueError(f"{source}: refusing the model architecture it holds: {what}")
+
+    if type(architecture) is not dict:
+        refuse(f"a {type(architecture).__name__}, not a dict")
+    if not _plain(architecture):
+        refuse("it holds objects, not plain data")
+    unknown = sorted(set(architecture) - set(_SCALARS) - {"backbone", "head", "scales", "kpt_shape"})
+    if unknown:
+        refuse(f"unknown entries {unknown}")
+    for key, kind in _SCALARS.items():
+        if architecture.get(key) is not None and not isinstance(architecture[key], kind):
+            refuse(f"{key}={architecture[key]!r} is not a {getattr(kind, '__name__', 'number')}")
+    act = architecture.get("activation")
+    if act:
+        match = _ACTIVATION.fullmatch(act.strip())
+        if not match or match.group(1) not in ACTIVATIONS:
+            refuse(f"activation {act!r} (allowed: nn.<{'|'.join(sorted(ACTIVATIONS))}>(numbers))")
+    scales = architecture.get("scales") or {}
+    if type(scales) is not dict or not all(type(v) in (list, tuple) and len(v) == 3 and
+                                           all(type(x) in (int, float) for x in v) for v in scales.values()):
+        refuse("scales must map names to [depth, width, max_channels]")
+    for part in ("backbone", "head"):
+        layers = architecture.get(part)
+        if type(layers) not in (list, tuple) or not layers:
+            refuse(f"{part} is not a list of layers")
+        for i, layer in enumerate(layers):
+            if type(layer) not in (list, tuple) or len(layer) != 4:
+                refuse(f"{part}[{i}] is not [from, repeats, module, args]")
+            frm, n, name, args = layer
+            if not (type(frm) is int or (type(frm) in (list, tuple) and all(type(f) is int for f in frm))):
+                refuse(f"{part}[{i}]: from={frm!r} is not layer indices")
+            if type(n) is not int or not 0 < n <= 64:
+                refuse(f"{part}[{i}]: repeats={n!r}")
+            if name not in LAYERS:
+                refuse(f"{part}[{i}]: layer {name!r} is not an allowed detection layer")
+            if type(args) not in (list, tuple):
+                refuse(f"{part}[{i}]: args {args!r} is not a list")
+    return architecture
+
+
+def _attr(obj, name: str):
+    """An attribute from an unpickled object's ``__dict__``: no descriptor, no method runs."""
+    return vars(obj).get(name) if hasattr(obj, "__dict__") else None
+
+
+def _tensors(module, prefix: str = "", depth: int = 0) -> dict[str, torch.Tensor]:
+    """The state dict of an unpickled module, read from its ``_parameters``, ``_buffers``
+    and ``_modules`` dicts (``state_dict()`` would run the file's hooks)."""
+    out: dict[str, torch.Tensor] = {}
+    if depth > 64:
+        raise ValueError("modules nested too deep")
+    non_persistent = _attr(module, "_non_persistent_buffers_set") or set()
+    for key in ("_parameters", "_buffers"):
+        for name, t in (_attr(module, key) or {}).items():
+            if t is not None and not (key == "_buffers" and name in non_persistent):
+                if not isinstance(t, torch.Tensor):
+                    raise ValueError(f"{prefix}{name} is not a tensor")
+                out[prefix + name] = t.detach().float() if t.is_floating_point() else t.detach()
+    for name, child in (_attr(module, "_modules") or {}).items():
+        if child is not None:
+            out.update(_tensors(child, f"{prefix}{name}.", depth + 1))
+    return out
+
+
 def load_ultralytics_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """(architecture dict, float32 state dict) of an ultralytics ``.pt``, loaded safely."""
     path = Path(path).expanduser()
@@ -45,10 +150,14 @@ def load_ultralytics_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch
                          "modules (only ultralytics.nn / torch.nn module classes are allowed)")
     with torch.serialization.safe_globals(list(allowed.values())):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
-    if not isinstance(model, nn.Module) or not isinstance(getattr(model, "yaml", None), dict):
+    model = (ckpt.get("ema") or ckpt.get("model")) if type(ckpt) is dict else ckpt
+    if not isinstance(model, nn.Module) or type(_attr(model, "yaml")) is not dict:
         raise ValueError(f"{path}: not an ultralytics detection checkpoint (no model with a 'yaml' architecture)")
-    return dict(model.yaml), {k: v.float() for k, v in model.state_dict().items()}
+    architecture = check_architecture(dict(_attr(model, "yaml")), path)
+    try:
+        return architecture, _tensors(model)
+    except ValueError as e:
+        raise ValueError(f"{path}: not an ultralytics detection checkpoint ({e})") from None
 
 
 class _Groups(nn.Module):
@@ -69,8 +178,9 @@ class NativeDetector(nn.Module):
 
     def __init__(self, architecture: dict, num_classes: int, source: str) -> None:
         super().__init__()
+        check_architecture(architecture, source)
         with _quiet():
-            self.net = UltralyticsDetectionModel(cfg=dict(architecture), nc=num_classes, verbose=False)
+            self.net = UltralyticsDetectionModel(cfg=copy.deepcopy(architecture), nc=num_classes, verbose=False)
         self.num_classes, self.source, self.architecture = num_classes, source, dict(architecture)
         n_backbone = len(architecture.get("backbone", [])) or len(self.net.model) - 1
         groups = _Groups(list(self.net.model[:n_backbone]))
@@ -103,7 +213,8 @@ def build_native(spec: str, num_classes: int) -> NativeDetector:
         # a bare name such as yolov8n.yaml is one of ultralytics' own architectures
         from ultralytics.nn.tasks import yaml_model_load
 
-        return NativeDetector(yaml_model_load(str(path) if path.is_file() else spec), num_classes, f"{spec} (random init)")
+        architecture = yaml_model_load(str(path) if path.is_file() else spec)  # yaml.safe_load inside
+        return NativeDetector(check_architecture(architecture, spec), num_classes, f"{spec} (random init)")
     architecture, state = load_ultralytics_checkpoint(path)
     model = NativeDetector(architecture, num_classes, str(path))
     loaded = model.load_matching(state)

@@ -1,0 +1,126 @@
+"""Hostile files: nothing a checkpoint, a model yaml or a dataset holds ever runs as code.
+
+Each crafted file carries a payload that would create a marker file; every entry point must
+refuse the file with an error naming it and the refused entry, and the marker must never
+appear."""
+import copy
+
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_detect_config
+from visiontl.cli import main
+
+
+class _WritesMarker:
+    """Unpickling this (without ``weights_only``) creates ``pwned`` in the working directory."""
+
+    def __reduce__(self):
+        import os
+
+        return os.system, ("touch pwned",)
+
+
+EVIL_ACTIVATION = "__import__('os').system('touch pwned') or nn.SiLU()"
+
+
+def _yolo_architecture() -> dict:
+    from ultralytics.nn.tasks import yaml_model_load
+
+    return yaml_model_load("yolov8n.yaml")
+
+
+def _evil_architectures(tmp_path) -> dict[str, tuple[dict, str]]:
+    """name → (architecture, what the error must name)."""
+    second = tmp_path / "second.pt"
+    torch.save({"x": _WritesMarker()}, second)  # what ultralytics' torch_safe_load would unpickle
+    by_activation = _yolo_architecture()
+    by_activation["activation"] = EVIL_ACTIVATION
+    by_loader = _yolo_architecture()
+    by_loader["backbone"][0] = [-1, 1, "torch_safe_load", [str(second)]]
+    by_nn_name = _yolo_architecture()
+    by_nn_name["head"][0] = [-1, 1, "xxnn.functional", []]
+    return {"activation": (by_activation, "activation"), "loader": (by_loader, "torch_safe_load"),
+            "nn-name": (by_nn_name, "xxnn.functional")}
+
+
+def _native_model(architecture: dict):
+    """A real ultralytics model (its classes pass the unpickling allow-list) carrying ``architecture``."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel("yolov8n.yaml", nc=2, verbose=False)
+    model.yaml = architecture
+    return model
+
+
+@pytest.mark.parametrize("kind", ["activation", "loader", "nn-name"])
+def test_native_pt_with_code_in_its_architecture_is_refused(tmp_path, monkeypatch, detection_set, capsys, kind):
+    from visiontl.adapters.detection.native import build_native, load_ultralytics_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    architecture, named = _evil_architectures(tmp_path)[kind]
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": _native_model(architecture)}, evil)
+    with pytest.raises(ValueError, match=f"evil.pt: refusing the model architecture.*{named}"):
+        load_ultralytics_checkpoint(evil)
+    with pytest.raises(ValueError, match="evil.pt: refusing"):
+        build_native(str(evil), 2)
+    assert main(["train", "detect", f"data.yaml={detection_set}", f"model.ultralytics={evil}", "--dry-run"]) == 2
+    assert "evil.pt: refusing the model architecture" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_model_yaml_with_code_is_refused(tmp_path, monkeypatch):
+    from visiontl.adapters.detection.native import build_native
+
+    monkeypatch.chdir(tmp_path)
+    architecture = _yolo_architecture()
+    architecture["activation"] = EVIL_ACTIVATION
+    architecture.pop("yaml_file"), architecture.pop("scale")
+    (tmp_path / "evil.yaml").write_text(yaml.safe_dump(architecture))
+    with pytest.raises(ValueError, match="evil.yaml: refusing.*activation"):
+        build_native(str(tmp_path / "evil.yaml"), 2)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_visiontl_checkpoint_with_code_in_its_architecture_is_refused(tmp_path, monkeypatch, detection_set, capsys):
+    """A detection checkpoint stores a native model's architecture as plain data, so it passes
+    ``weights_only=True``; ``Detector.load``, ``val``, ``predict`` and ``export`` must still
+    refuse to hand a crafted one to ultralytics' parser."""
+    from visiontl.adapters import Detector
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_detect_config(detection_set, tmp_path / "runs")
+    cfg.model.ultralytics = "yolov8n.yaml"
+    det = Detector(config=cfg, classes=["a", "b"])
+    good = {"meta": det.checkpoint_meta(), "model": det.model.state_dict()}
+    torch.save(good, tmp_path / "good.pt")
+    assert Detector.load(tmp_path / "good.pt").model.head.nc == 2  # the crafted files differ only in the entry
+    image = detection_set.parent / "images" / "val" / "000.png"
+    for kind, (architecture, named) in _evil_architectures(tmp_path).items():
+        evil = copy.deepcopy(good)
+        evil["meta"]["architecture"] = architecture
+        path = tmp_path / f"evil-{kind}.pt"
+        torch.save(evil, path)
+        with pytest.raises(ValueError, match=f"evil-{kind}.pt: refusing the model architecture.*{named}"):
+            Detector.load(path)
+        for argv in (["val", str(path), "--data", str(detection_set)], ["predict", str(path), str(image)],
+                     ["export", str(path)]):
+            assert main(argv) == 2, argv
+            assert f"evil-{kind}.pt: refusing" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_architecture_check_accepts_ultralytics_own_models():
+    from ultralytics.nn.tasks import yaml_model_load
+
+    from visiontl.adapters.detection.native import check_architecture
+
+    for name in ("yolov8n.yaml", "yolo11n.yaml", "yolov5nu.yaml", "yolov10n.yaml"):
+        assert check_architecture(yaml_model_load(name), name)
+    relu = dict(yaml_model_load("yolov8n.yaml"), activation="nn.LeakyReLU(0.1, inplace=True)")
+    assert check_architecture(relu, "x")
+    for bad in ("nn.SiLU(x)", "nn.Module()", "eval('1')", "nn.SiLU();import os"):
+        with pytest.raises(ValueError, match="activation"):
+            check_architecture(dict(relu, activation=bad), "x")
