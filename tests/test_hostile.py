@@ -124,3 +124,56 @@ def test_architecture_check_accepts_ultralytics_own_models():
     for bad in ("nn.SiLU(x)", "nn.Module()", "eval('1')", "nn.SiLU();import os"):
         with pytest.raises(ValueError, match="activation"):
             check_architecture(dict(relu, activation=bad), "x")
+
+
+NETWORK_GUARD = '''
+import socket, sys
+log = open(sys.argv[1], "a")
+
+def refuse(what, *args):
+    log.write(f"{what} {args!r}\\n"); log.flush()
+    raise OSError(f"test: {what} refused")
+
+socket.getaddrinfo = lambda *a, **k: refuse("getaddrinfo", *a[:2])
+socket.gethostbyname = lambda *a, **k: refuse("gethostbyname", *a[:1])
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+def connect(self, address, _real=_connect):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        refuse("connect", address)
+    return _real(self, address)
+socket.socket.connect = connect
+socket.socket.connect_ex = lambda self, address: connect(self, address, _connect_ex)
+
+from visiontl.cli import main
+for argv in [line.split("\\t") for line in sys.argv[2:]]:
+    code = main(argv)
+    print("rc", code, argv[:2], flush=True)
+    if code:
+        sys.exit(code)
+'''
+
+
+def test_offline_commands_make_no_connection_attempt(tmp_path, image_folder, detection_set, segmentation_set):
+    """With only ``VISIONTL_OFFLINE=1`` set (none of the libraries' own switches), training,
+    dry-runs and predict never resolve a host name or open a network connection."""
+    import os
+    import subprocess
+    import sys
+
+    runs, log = tmp_path / "runs", tmp_path / "connections.log"
+    small = "model.backbone=mobilenet_v3_small\tmodel.weights=none\ttrain.num_workers=0\ttrain.progress=none"
+    commands = [f"train\tclassify\tdata.train={image_folder}\tdata.image_size=32\ttrain.epochs=1\t"
+                f"train.batch_size=8\ttrain.out_dir={runs}\ttrain.name=c\t{small}",
+                f"predict\t{runs / 'c' / 'best.pt'}\t{image_folder / 'red' / '0.png'}",
+                f"train\tdetect\tdata.yaml={detection_set}\tdata.image_size=64\ttrain.out_dir={runs}\t{small}\t--dry-run",
+                f"train\tsegment\tdata.train={segmentation_set}\tdata.classes=[bg,disc,bar]\tdata.image_size=64\t"
+                f"train.out_dir={runs}\t{small}\t--dry-run"]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NO_ALBUMENTATIONS_UPDATE", "YOLO_OFFLINE", "YOLO_AUTOINSTALL", "HF_HUB_OFFLINE")}
+    env.update(VISIONTL_OFFLINE="1", HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
+    env.pop("YOLO_CONFIG_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", NETWORK_GUARD, str(log), *commands], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("rc 0") == len(commands)
+    assert log.read_text() == ""  # not one getaddrinfo / connect
