@@ -177,3 +177,26 @@ def test_offline_commands_make_no_connection_attempt(tmp_path, image_folder, det
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert proc.stdout.count("rc 0") == len(commands)
     assert log.read_text() == ""  # not one getaddrinfo / connect
+
+
+@pytest.mark.parametrize("name", ["../../x", "..", "a/b", "/tmp/abs", "x" * 300])
+def test_run_name_never_leaves_the_runs_folder(tmp_path, image_folder, capsys, name):
+    runs = tmp_path / "sub" / "runs"
+    argv = ["train", "classify", f"data.train={image_folder}", f"train.out_dir={runs}", f"train.name={name}",
+            "model.backbone=mobilenet_v3_small", "model.weights=none", "train.epochs=1", "train.num_workers=0"]
+    assert main(argv) == 2
+    assert "train.name=" in capsys.readouterr().err
+    assert main(argv + ["--dry-run"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [image_folder.name]  # nothing written anywhere
+
+
+@pytest.mark.parametrize("setting", ["train.epochs=0", "train.epochs=-1", "train.batch_size=0", "train.accumulate=0",
+                                     "optim.lr=-1", "optim.lr=nan", "optim.min_lr_ratio=2", "train.device=cuda:7",
+                                     "train.device=nonsense"])
+def test_impossible_settings_are_named_before_any_work(image_folder, tmp_path, capsys, setting):
+    argv = ["train", "classify", f"data.train={image_folder}", f"train.out_dir={tmp_path / 'runs'}", setting,
+            "model.backbone=mobilenet_v3_small", "model.weights=none", "train.num_workers=0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {setting.split('=')[0]}="), err[-3:]
+    assert not (tmp_path / "runs").exists()

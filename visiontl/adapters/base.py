@@ -17,7 +17,7 @@ import torch
 from .. import plots
 from ..backbones import BACKBONES, Preprocessing, set_bn_eval
 from ..config import from_dict, to_dict
-from ..engine import FinetuneConfig, Finetuner, Trainer, load_checkpoint
+from ..engine import FinetuneConfig, Finetuner, Trainer, check_settings, load_checkpoint
 from ..engine.finetune import choose
 from ..engine.lr_finder import LRFinderResult, lr_find
 from ..engine.distributed import to_device
@@ -117,6 +117,7 @@ class TaskAdapter:
                                     ("data", "image_size", image_size), ("train", "out_dir", out_dir)):
             if value is not None:
                 setattr(getattr(c, section), key, value)
+        check_settings(c.train, c.optim)
         train_set, val_set = self.datasets()
         self.prepare(train_set)
         self._val_set = val_set
@@ -175,6 +176,7 @@ class TaskAdapter:
         """The dry-run: the fine-tuning plan per phase (groups, trainable, BN mode, LR, size),
         without training. Example: ``print(Classifier(strategy="two_phase").plan("data/"))``"""
         self._set_data(data, None)
+        check_settings(self.config.train, self.config.optim)
         train_set, _ = self.datasets()
         self.prepare(train_set)
         ft, why = self.resolve_finetune(len(train_set))

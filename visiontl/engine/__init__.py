@@ -2,6 +2,6 @@
 from .checkpoint import load_checkpoint, save_atomic, seed_everything
 from .finetune import FinetuneConfig, Finetuner
 from .schedules import get_lr
-from .trainer import OptimConfig, TrainConfig, Trainer
+from .trainer import OptimConfig, TrainConfig, Trainer, check_settings
 
-__all__ = ["FinetuneConfig", "Finetuner", "OptimConfig", "TrainConfig", "Trainer", "get_lr", "load_checkpoint", "save_atomic", "seed_everything"]
+__all__ = ["FinetuneConfig", "Finetuner", "OptimConfig", "TrainConfig", "Trainer", "check_settings", "get_lr", "load_checkpoint", "save_atomic", "seed_everything"]

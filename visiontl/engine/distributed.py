@@ -46,7 +46,14 @@ def teardown() -> None:
 def select_device(name: str = "auto") -> torch.device:
     """``auto``: this process's CUDA device when there is one, else CPU."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ValueError(f"train.device={name!r}: not a device (auto, cpu, cuda, cuda:1, mps …)") from None
+        if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+            have = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
+            raise ValueError(f"train.device={name}: this machine has {have}; use train.device=auto or cpu")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")

@@ -77,6 +77,33 @@ class TrainConfig:
     progress: Literal["auto", "bar", "log", "none"] = "auto"
 
 
+def check_run_name(name: str) -> str:
+    """``train.name`` as one folder under ``train.out_dir``: never a path that leaves it."""
+    if name and (name in (".", "..") or "/" in name or "\\" in name or "\0" in name or Path(name).name != name
+                 or len(name) > 100):
+        raise ValueError(f"train.name={name[:120]!r}: a run directory name is one folder under train.out_dir "
+                         "(no / or \\, not . or .., at most 100 characters)")
+    return name
+
+
+def check_settings(train: TrainConfig, optim: OptimConfig) -> None:
+    """Values no run can use, named by their key before any data is read."""
+    for key, value, low in (("train.epochs", train.epochs, 1), ("train.batch_size", train.batch_size, 1),
+                            ("train.accumulate", train.accumulate, 1), ("train.num_workers", train.num_workers, 0),
+                            ("train.min_steps_per_epoch", train.min_steps_per_epoch, 0),
+                            ("train.early_stop_patience", train.early_stop_patience, 0),
+                            ("train.grad_clip", train.grad_clip, 0), ("optim.weight_decay", optim.weight_decay, 0),
+                            ("optim.warmup_epochs", optim.warmup_epochs, 0)):
+        if not value >= low:  # also NaN
+            raise ValueError(f"{key}={value}: must be at least {low}")
+    if optim.lr != "auto" and not (0 <= optim.lr < float("inf")):
+        raise ValueError(f"optim.lr={optim.lr}: must be a finite number ≥ 0 (or auto)")
+    if not 0 <= optim.min_lr_ratio <= 1:
+        raise ValueError(f"optim.min_lr_ratio={optim.min_lr_ratio}: must be in [0, 1]")
+    check_run_name(train.name)
+    dist.select_device(train.device)  # a device this machine does not have fails now, named
+
+
 def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     """All parameters, frozen ones included (they have no gradient, so no update and no
     state), so the optimiser is the same object across fine-tuning phases and resumes."""
@@ -97,6 +124,7 @@ class Trainer:
 
     def __init__(self, adapter, train: TrainConfig, optim: OptimConfig, *, finetune: FinetuneConfig | None = None,
                  callbacks: tuple[Callable, ...] = ()) -> None:
+        check_settings(train, optim)
         self.adapter, self.cfg, self.optim_cfg, self.callbacks = adapter, train, optim, callbacks
         self.finetuner = Finetuner(finetune or FinetuneConfig(strategy="full"), adapter.model)
         self.device = dist.select_device(train.device)
@@ -109,7 +137,7 @@ class Trainer:
     def _run_dir(self) -> Path:
         if self.cfg.resume:
             return Path(self.cfg.resume).resolve().parent
-        name = self.cfg.name or f"{self.adapter.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = check_run_name(self.cfg.name) or f"{self.adapter.task}-{time.strftime('%Y%m%d-%H%M%S')}"
         path = Path(self.cfg.out_dir) / name
         if dist.world_size() > 1:  # every rank must agree on rank 0's directory
             box = [str(path)]
