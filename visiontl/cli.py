@@ -199,9 +199,11 @@ def _run(args) -> int:
         from .engine.distributed import is_main
 
         if is_main():  # under torchrun, one report
-            if history:
-                print(json.dumps(history[-1]))
-                verdict = model.best_vs_last(history)[1]
+            if history:  # labelled: best.pt and the summary hold the best epoch, last.pt the last
+                best, verdict = model.best_vs_last(history)
+                print(f"last epoch (last.pt): {json.dumps(history[-1])}")
+                if best is not history[-1]:
+                    print(f"best epoch (best.pt): {json.dumps(best)}")
                 if verdict:
                     print(verdict)
             print(f"run directory: {model.run_dir}")
