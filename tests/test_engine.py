@@ -138,3 +138,40 @@ def test_resume_from_a_checkpoint_of_another_group_plan_says_so(image_folder, tm
     again = Classifier(config=tiny_config(image_folder, tmp_path / "b", train__epochs=2, train__resume=str(old)))
     with pytest.raises(ValueError, match=r"train.resume=.*old/last.pt: its optimiser state does not fit"):
         again.fit()
+
+
+def test_a_kill_before_best_is_linked_is_caught_up_on_resume(image_folder, tmp_path, monkeypatch):
+    """Killed after ``last.pt`` of a best epoch was written but before ``best.pt`` was linked:
+    the resume links it, removes the kill's temp files, and checkpoints are readable by the
+    group (mode 0644 under the usual umask 022, not mkstemp's 0600)."""
+    import os
+
+    from visiontl.engine import trainer as trainer_mod
+
+    real, calls = trainer_mod.link_atomic, []
+
+    def dies_on_second_link(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise Crash
+        real(src, dst)
+
+    monkeypatch.setattr(trainer_mod, "link_atomic", dies_on_second_link)
+    old_umask = os.umask(0o022)
+    try:
+        clf = Classifier(config=tiny_config(image_folder, tmp_path / "a", train__epochs=2, train__name="r",
+                                            train__monitor="epoch"))  # every epoch improves on the last
+        with pytest.raises(Crash):
+            clf.fit()
+        run = tmp_path / "a" / "r"
+        assert load_checkpoint(run / "last.pt")["epoch"] == 2 and load_checkpoint(run / "best.pt")["epoch"] == 1
+        (run / ".last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+        monkeypatch.setattr(trainer_mod, "link_atomic", real)
+        resumed = Classifier(config=tiny_config(image_folder, tmp_path / "a", train__epochs=2,
+                                                train__resume=str(run / "last.pt"), train__monitor="epoch"))
+        resumed.fit()
+        assert load_checkpoint(run / "best.pt")["epoch"] == 2
+        assert not list(run.glob(".*.tmp"))
+        assert (run / "last.pt").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old_umask)

@@ -12,6 +12,12 @@ import numpy as np
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_atomic(obj: Any, path: str | Path) -> None:
     """Write ``obj`` next to ``path``, fsync, then rename over it: a crash at any point
     leaves either the old file or the new one, never half of one."""
@@ -22,6 +28,7 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # as open() would make it (mkstemp makes 0600)
             os.fsync(f.fileno())
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -199,8 +199,11 @@ class Trainer:
             start_epoch, step, best, stale = self._restore(model, optimizer, scaler)
         logger = MetricsLogger(run_dir, cfg.tensorboard) if main else None
         if main:
+            for tmp in [*run_dir.glob(".last.pt.*.tmp"), *run_dir.glob(".best.pt.*.tmp")]:
+                tmp.unlink(missing_ok=True)  # left by a run killed mid-write: never a finished checkpoint
             if cfg.resume:
                 logger.truncate(start_epoch)
+                self._catch_up_best(start_epoch, stale)
             save_config(self._ran(adapter.config), run_dir / "config.yaml")
         start_time = time.perf_counter()
 
@@ -392,6 +395,14 @@ class Trainer:
         save_atomic(ckpt, self.run_dir / "last.pt")
         if best_too:
             link_atomic(self.run_dir / "last.pt", self.run_dir / "best.pt")
+
+    def _catch_up_best(self, epoch: int, stale: int) -> None:
+        """A run killed between writing ``last.pt`` and linking ``best.pt`` left ``best.pt`` an
+        epoch behind: when ``last.pt`` is the best epoch (nothing stale), link it now."""
+        best = self.run_dir / "best.pt"
+        if stale == 0 and epoch > 0 and (not best.is_file() or load_checkpoint(best).get("epoch") != epoch):
+            link_atomic(self.cfg.resume, best)
+            print(f"{best}: now epoch {epoch} (the run stopped before linking it)", file=sys.stderr)
 
     def _restore(self, model, optimizer, scaler) -> tuple[int, int, float | None, int]:
         """Exact resume: weights, optimiser, scaler, counters and RNG from ``train.resume``."""
