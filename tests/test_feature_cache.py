@@ -72,3 +72,81 @@ def test_augmented_views_and_two_phase_uses_the_cache_first(image_folder, tmp_pa
     final = load_checkpoint(clf.run_dir / "last.pt")["model"]  # (the model itself holds the best epoch)
     assert torch.equal(stem, final["backbone.stages.0.0.weight"])  # frozen throughout
     assert not torch.equal(last, final["backbone.stages.4.1.conv1.weight"])  # trained in phase 2, on images
+
+
+class _Numbered(torch.utils.data.Dataset):
+    """Image i is a (1, 4) tensor of the value ``values[i]``; 'encoding' flattens it."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __len__(self):
+        return len(self.values)
+
+    def __getitem__(self, i):
+        return torch.full((4,), float(self.values[i])), 0
+
+
+def _store(root, ids, values):
+    from visiontl.engine.feature_cache import FeatureSpace
+
+    return FeatureSpace(root, {"test": 1}).rows(ids, _Numbered(values), lambda x: x, view=0, batch_size=4,
+                                                num_workers=0, collate=None)
+
+
+def _writer(root, worker, rounds):
+    for r in range(rounds):  # each round: 6 images of its own and 2 every worker shares
+        ids = [f"{worker:02d}{r:02d}{k:02d}" + "0" * 34 for k in range(6)] + [f"ff{k:02d}" + "0" * 36 for k in range(2)]
+        values = [worker * 100 + r * 10 + k for k in range(6)] + [1000 + k for k in range(2)]
+        _store(root, ids, values)
+
+
+def test_concurrent_writers_lose_nothing_and_read_back_right_rows(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(tmp_path, w, 4)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    from visiontl.engine.feature_cache import FeatureSpace
+
+    ids = [f"{w:02d}{r:02d}{k:02d}" + "0" * 34 for w in range(4) for r in range(4) for k in range(6)]
+    expected = [w * 100 + r * 10 + k for w in range(4) for r in range(4) for k in range(6)]
+    rows = FeatureSpace(tmp_path, {"test": 1}).read(ids + ["ff00" + "0" * 36])
+    assert np.array_equal(rows[:, 0], np.array(expected + [1000], np.float16))
+
+
+def test_damaged_cache_files_are_named_and_recomputed(tmp_path, capsys):
+    from visiontl.engine.feature_cache import FeatureSpace
+
+    ids = [f"{k:02d}" + "0" * 38 for k in range(8)]
+    values = list(range(8))
+    rows, computed = _store(tmp_path, ids, values)
+    assert computed == 8 and np.array_equal(rows[:, 0], np.arange(8, dtype=np.float16))
+    space = FeatureSpace(tmp_path, {"test": 1})
+    (chunk,) = space.dir.glob("rows-*.npy")
+    for damage in ("nan", "truncate", "flip"):
+        data = bytearray(chunk.read_bytes())
+        if damage == "nan":  # NaN in a row: float16 0x7e00
+            data[-2:] = b"\x00\x7e"
+        elif damage == "truncate":
+            data = data[: len(data) // 2]
+        else:
+            data[-9] ^= 0x40
+        chunk.write_bytes(bytes(data))
+        rows, computed = _store(tmp_path, ids, values)
+        assert computed == 8 and np.array_equal(rows[:, 0], np.arange(8, dtype=np.float16)), damage
+        assert f"{chunk}:" in capsys.readouterr().err
+        (chunk,) = [c for c in space.dir.glob("rows-*.npy") if c != chunk]  # the new chunk
+        for old in space.dir.glob("rows-*.npy"):
+            if old != chunk:
+                old.unlink()
+    (space.dir / "index.json").write_text("{not json")
+    assert main(["cache", "--dir", str(tmp_path)]) == 0  # size, with a damaged index
+    rows, computed = _store(tmp_path, ids, values)
+    assert computed == 8 and "index.json: unreadable" in capsys.readouterr().err
+    (space.dir / "index.json").write_text("{not json")
+    assert main(["cache", "clear", "--dir", str(tmp_path)]) == 0 and not tmp_path.exists()

@@ -6,15 +6,17 @@ its preprocessing, the feature layer, and the image transform (with the view num
 augmented views) — and inside it one row per image, addressed by a hash of the image
 file's bytes. A second run with the same data and backbone reads everything back; a changed
 image gets a new row, a changed preprocessing or transform a new feature space. Rows are
-float16, memory-mapped.
+float16, in append-only chunk files checked against their sha256 (see ``FeatureSpace``).
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -58,29 +60,150 @@ class _Seeded(Dataset):
         return self.data[i]
 
 
+class _Locked:
+    """An exclusive lock on ``path`` across processes (flock; msvcrt on Windows)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self):
+        self.f = open(self.path, "a+b")
+        if os.name == "nt":  # pragma: no cover - exercised on Windows only
+            import msvcrt
+
+            self.f.seek(0)
+            msvcrt.locking(self.f.fileno(), msvcrt.LK_LOCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(self.f.fileno(), fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if os.name != "nt":
+            import fcntl
+
+            fcntl.flock(self.f.fileno(), fcntl.LOCK_UN)
+        self.f.close()
+
+
+def _write_atomic(path: Path, write: Callable) -> None:
+    """``write(tmp)`` to a temp name of this process only, then rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class FeatureSpace:
-    """One feature space on disk: ``features.npy`` (rows, float16) + ``index.json`` (hash → row)."""
+    """One feature space on disk, safe for concurrent processes and checked on every read.
+
+    Rows are appended as new chunk files (``rows-<id>.npy``, written under a unique temp name
+    and renamed) and never rewritten; ``index.json`` maps image hash → (chunk, row) and each
+    chunk to its sha256, and is merged and replaced under a lock (``lock``), so concurrent
+    runs add to it without losing each other's entries. A chunk that does not match its
+    checksum, cannot be read or holds non-finite values, and an index that cannot be read,
+    are reported (naming the file) and their rows computed again.
+    """
+
+    FORMAT = 2
 
     def __init__(self, root: Path, key: dict) -> None:
+        key = {**key, "format": self.FORMAT}
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         self.dir = root / digest
         self.dir.mkdir(parents=True, exist_ok=True)
         if not (self.dir / "key.json").is_file():
-            (self.dir / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True))
-        index_file = self.dir / "index.json"
-        self.index: dict[str, int] = json.loads(index_file.read_text()) if index_file.is_file() else {}
+            _write_atomic(self.dir / "key.json", lambda t: t.write_text(json.dumps(key, indent=1, sort_keys=True)))
+        self._checked: dict[str, np.ndarray] = {}  # chunks read and verified by this process
+
+    # -- the index ------------------------------------------------------------------------
+    def _load_index(self) -> dict:
+        path = self.dir / "index.json"
+        if not path.is_file():
+            return {"chunks": {}, "rows": {}}
+        try:
+            index = json.loads(path.read_text())
+            if not (isinstance(index, dict) and isinstance(index.get("chunks"), dict)
+                    and isinstance(index.get("rows"), dict)):
+                raise ValueError("not a feature-cache index")
+            return index
+        except (ValueError, UnicodeDecodeError) as e:
+            print(f"warning: feature cache {path}: unreadable ({e}); its features will be computed again",
+                  file=sys.stderr)
+            return {"chunks": {}, "rows": {}}
+
+    def _update_index(self, add: dict[str, list] | None = None, chunk: tuple[str, str] | None = None,
+                      drop_chunks: Sequence[str] = ()) -> dict:
+        """Under the lock: the index as on disk now, plus ``add`` rows (first writer wins), plus
+        ``chunk`` (name, sha256), minus ``drop_chunks`` and their rows; written back atomically."""
+        with _Locked(self.dir / "lock"):
+            index = self._load_index()
+            if chunk:
+                index["chunks"][chunk[0]] = chunk[1]
+            for name in drop_chunks:
+                index["chunks"].pop(name, None)
+            index["rows"] = {h: loc for h, loc in index["rows"].items() if loc[0] in index["chunks"]}
+            for h, loc in (add or {}).items():
+                index["rows"].setdefault(h, loc)
+            _write_atomic(self.dir / "index.json", lambda t: t.write_text(json.dumps(index)))
+        return index
+
+    # -- chunks ---------------------------------------------------------------------------
+    def _chunk(self, name: str, sha: str) -> np.ndarray | None:
+        """The rows of chunk ``name`` if its bytes match ``sha`` and its values are finite; else
+        None, with a warning naming the file."""
+        if name in self._checked:
+            return self._checked[name]
+        path = self.dir / name
+        try:
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise ValueError("its checksum does not match the index (damaged or changed)")
+            table = np.load(io.BytesIO(data), allow_pickle=False)
+            if table.ndim != 2 or not np.isfinite(table).all():
+                raise ValueError("it holds non-finite or misshapen rows")
+        except (OSError, ValueError, EOFError) as e:
+            print(f"warning: feature cache {path}: {e}; its features will be computed again", file=sys.stderr)
+            return None
+        self._checked[name] = table
+        return table
+
+    def _valid_rows(self, ids: Sequence[str], index: dict) -> tuple[dict[str, np.ndarray], list[str]]:
+        """(hash → row) for the ids stored in sound chunks, and the damaged chunks' names."""
+        found, bad = {}, []
+        for h in dict.fromkeys(ids):
+            loc = index["rows"].get(h)
+            if loc is None or loc[0] in bad:
+                continue
+            table = self._chunk(loc[0], index["chunks"].get(loc[0], ""))
+            if table is None or not 0 <= loc[1] < len(table):
+                bad.append(loc[0])
+                continue
+            found[h] = table[loc[1]]
+        return found, bad
 
     def read(self, ids: Sequence[str]) -> np.ndarray:
-        """The stored rows of ``ids``, in order (all must be present)."""
-        table = np.load(self.dir / "features.npy", mmap_mode="r")
-        return table[[self.index[h] for h in ids]]
+        """The stored rows of ``ids``, in order (all must be present and sound)."""
+        found, _ = self._valid_rows(ids, self._load_index())
+        missing = [h for h in ids if h not in found]
+        if missing:
+            raise KeyError(f"feature cache {self.dir}: {len(missing)} image(s) not stored")
+        return np.stack([found[h] for h in ids])
 
     def rows(self, ids: Sequence[str], data: Dataset, encode: Callable, *, view: int, batch_size: int,
              num_workers: int, collate: Callable | None) -> tuple[np.ndarray, int]:
-        """Features for ``ids`` (computing the missing ones); returns (array, number computed)."""
+        """Features for ``ids`` (computing the missing or damaged ones); returns (array, number computed)."""
+        index = self._load_index()
+        found, bad = self._valid_rows(ids, index)
+        if bad:  # forget the damaged chunks (their files stay until the cache is cleared)
+            self._update_index(drop_chunks=bad)
+            found, _ = self._valid_rows(ids, self._load_index())
         missing, queued = [], set()
         for i, h in enumerate(ids):  # identical files are computed once
-            if h not in self.index and h not in queued:
+            if h not in found and h not in queued:
                 missing.append(i)
                 queued.add(h)
         if missing:
@@ -90,20 +213,28 @@ class FeatureSpace:
             with torch.no_grad():
                 for images, _ in loader:
                     new.append(encode(images).float().cpu().numpy().astype(np.float16))
-            self._append(np.concatenate(new), [ids[i] for i in missing])
-        return self.read(ids), len(missing)
+            table = np.concatenate(new)
+            if not np.isfinite(table).all():
+                raise ValueError(f"the backbone gave non-finite features for {len(missing)} image(s); "
+                                 "check the weights (model.weights) and the images")
+            self._append(table, [ids[i] for i in missing])
+            found.update({ids[i]: table[k] for k, i in enumerate(missing)})
+        return np.stack([found[h] for h in ids]), len(missing)
 
     def _append(self, rows: np.ndarray, hashes: list[str]) -> None:
-        path = self.dir / "features.npy"
-        old = np.load(path) if path.is_file() else np.zeros((0, rows.shape[1]), np.float16)
-        start = len(old)
-        tmp = self.dir / "features.tmp.npy"
-        np.save(tmp, np.concatenate([old, rows]))
-        os.replace(tmp, path)  # rows first, then the index that points at them
-        self.index.update({h: start + k for k, h in enumerate(hashes)})
-        tmp_index = self.dir / "index.tmp.json"
-        tmp_index.write_text(json.dumps(self.index))
-        os.replace(tmp_index, self.dir / "index.json")
+        name = f"rows-{uuid.uuid4().hex[:16]}.npy"
+        buffer = io.BytesIO()
+        np.save(buffer, rows, allow_pickle=False)
+        data = buffer.getvalue()
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        _write_atomic(self.dir / name, write)  # the rows first, then the index that points at them
+        self._checked[name] = rows
+        self._update_index({h: [name, k] for k, h in enumerate(hashes)}, (name, hashlib.sha256(data).hexdigest()))
 
 
 class CachedFeatures(Dataset):
@@ -138,7 +269,13 @@ def size(root: Path | None = None) -> tuple[int, int, int]:
         return 0, 0, 0
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     spaces = [d for d in root.iterdir() if (d / "key.json").is_file()]
-    rows = sum(len(json.loads((d / "index.json").read_text())) for d in spaces if (d / "index.json").is_file())
+    rows = 0
+    for d in spaces:  # a damaged index counts as empty here (a run reports and rebuilds it)
+        try:
+            index = json.loads((d / "index.json").read_text())
+            rows += len(index["rows"]) if isinstance(index, dict) and isinstance(index.get("rows"), dict) else 0
+        except (OSError, ValueError, UnicodeDecodeError):
+            pass
     return total, len(spaces), rows
 
 
