@@ -114,3 +114,79 @@ def test_skip_bad_also_catches_truncated_files(image_folder):
     path.write_bytes(path.read_bytes()[:80])  # the header reads, the pixels do not
     ds = image_folder_fn(image_folder, skip_bad=True)
     assert len(ds) == 24 and [p for p, _ in ds.skipped] == [str(path)]
+
+
+def _untrained(task: str):
+    """An untrained model of ``task`` (predict needs no training to exercise its inputs)."""
+    from visiontl.adapters import Classifier, Detector, Segmenter, Stylizer
+
+    small = {"backbone": "mobilenet_v3_small", "weights": "none"}
+    if task == "classify":
+        return Classifier(classes=["a", "b"], strategy="full", **small)
+    if task == "detect":
+        det = Detector(classes=["a", "b"], **small)
+        det.config.data.image_size = 64
+        return det
+    if task == "segment":
+        seg = Segmenter(classes=["bg", "fg"], **small)
+        seg.config.data.image_size = 64
+        return seg
+    st = Stylizer(weights="none")
+    st.config.model.width, st.config.model.blocks = 8, 1
+    st._build()
+    return st
+
+
+@pytest.mark.parametrize("task", ["classify", "detect", "segment", "stylize"])
+def test_predict_skips_bad_inputs_and_keeps_same_names_apart(tmp_path, task, capsys):
+    """One unreadable file does not end predict: it is listed at the end and in the CSV/JSON
+    with its error, everything else is written; a/x.png and b/x.png get their own outputs."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    for sub in ("a", "b"):
+        (folder / sub).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(folder / sub / "x.png")
+    (folder / "a" / "broken.png").write_bytes(b"not a png at all")
+    model, out = _untrained(task), tmp_path / "out"
+    results = model.predict_to(folder, out_dir=out)
+    assert len(results) == 3
+    (bad,) = [r for r in results if r.get("error")]
+    assert "broken.png" in bad["path"] and "not a readable image" in bad["error"]
+    err = capsys.readouterr().err
+    assert "skipped 1 unreadable input(s) of 3" in err and "broken.png" in err
+    if task in ("classify", "detect", "segment"):  # (detection's CSV has a row per box; none found here)
+        table = (out / ("predictions.json" if task == "detect" else "predictions.csv")).read_text()
+        assert "broken.png" in table and "not a readable image" in table and table.count("x.png") == 2
+    written = sorted(p.name for p in out.glob("*.png"))
+    expected = {"detect": ["a_x_boxes.png", "b_x_boxes.png"], "stylize": ["a_x_stylized.png", "b_x_stylized.png"],
+                "segment": ["a_x_mask.png", "a_x_overlay.png", "b_x_mask.png", "b_x_overlay.png"], "classify": []}
+    assert written == expected[task]
+
+
+def test_cli_predict_exit_status_says_some_inputs_were_skipped(tmp_path, image_folder):
+    clf = _untrained("classify")
+    clf.config.data.image_size = 32
+    torch_save = __import__("torch").save
+    torch_save({"meta": clf.checkpoint_meta(), "model": clf.model.state_dict()}, tmp_path / "m.pt")
+    assert main(["predict", str(tmp_path / "m.pt"), str(image_folder / "red")]) == 0
+    (image_folder / "red" / "zz.png").write_bytes(b"")
+    assert main(["predict", str(tmp_path / "m.pt"), str(image_folder / "red"), "--out", str(tmp_path / "p")]) == 1
+    assert (tmp_path / "p" / "predictions.csv").read_text().count("\n") == 10  # header + 8 good + 1 skipped
+
+
+def test_decompression_bomb_header_is_a_named_error(tmp_path):
+    """A PNG whose header claims 200 M pixels: refused from the header, not decoded."""
+    import struct
+    import zlib
+
+    from visiontl.data.images import check_image
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 10000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+    for read in (check_image, read_image):
+        with pytest.raises(BadImageError, match="bomb.png: refused: its header claims more than"):
+            read(path)

@@ -200,3 +200,43 @@ def test_impossible_settings_are_named_before_any_work(image_folder, tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"error: {setting.split('=')[0]}="), err[-3:]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("setting", ["data.image_size=0", "data.val_fraction=1", "data.val_fraction=-0.1",
+                                     "loss.label_smoothing=5"])
+def test_impossible_data_and_loss_values_are_named(image_folder, tmp_path, capsys, setting):
+    argv = ["train", "classify", f"data.train={image_folder}", f"train.out_dir={tmp_path / 'runs'}", setting,
+            "model.backbone=mobilenet_v3_small", "model.weights=none", "train.num_workers=0"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {setting.split('=')[0]}=")
+
+
+def test_resuming_a_checkpoint_of_another_task_or_backbone_says_so(image_folder, tmp_path, segmentation_set, capsys):
+    from conftest import tiny_config
+
+    from visiontl.adapters import Classifier
+
+    clf = Classifier(config=tiny_config(image_folder, tmp_path / "a", train__epochs=1, train__name="r"))
+    clf.fit()
+    last = tmp_path / "a" / "r" / "last.pt"
+    seg = ["train", "segment", f"data.train={segmentation_set}", "data.classes=[bg,disc,bar]", "data.image_size=64",
+           "model.backbone=mobilenet_v3_small", "model.weights=none", "train.num_workers=0", f"train.resume={last}"]
+    assert main(seg) == 2
+    err = capsys.readouterr().err
+    assert "a checkpoint of task 'classify', and this run's task is 'segment'" in err and len(err) < 2000
+    other = ["train", "classify", f"data.train={image_folder}", "model.backbone=resnet18", "model.weights=none",
+             "train.num_workers=0", "data.image_size=32", f"train.resume={last}"]
+    assert main(other) == 2
+    assert "a checkpoint of backbone 'mobilenet_v3_small', and this run's backbone is 'resnet18'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--steps", "0"], ["--size", "-5"]])
+def test_stylize_rejects_impossible_steps_and_size(tmp_path, capsys, option):
+    import numpy as np
+    from PIL import Image
+
+    for name in ("c.png", "s.png"):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / name)
+    assert main(["stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"), "--weights", "none", *option,
+                 "--out", str(tmp_path / "o")]) == 2
+    assert f"{option[0][2:]}=" in capsys.readouterr().err

@@ -249,8 +249,8 @@ def _run(args) -> int:
         return 0
     if args.command == "predict":
         model = _load(args.checkpoint)
-        model.predict_to(args.inputs, out_dir=args.out, topk=args.topk, conf=args.conf)
-        return 0
+        results = model.predict_to(args.inputs, out_dir=args.out, topk=args.topk, conf=args.conf)
+        return 1 if any(r.get("error") for r in results) else 0  # the rest was written; say some were not
     raise AssertionError(args.command)
 
 

@@ -69,6 +69,22 @@ class TaskAdapter:
         obj.run_dir = Path(checkpoint).resolve().parent
         return obj
 
+    def check_config(self) -> None:
+        """Values no run can use, named by their key, before any data is read: the engine's
+        (``check_settings``) and the data and loss keys every task shares."""
+        c = self.config
+        check_settings(c.train, c.optim)
+        d = c.data
+        if not d.image_size > 0:
+            raise ValueError(f"data.image_size={d.image_size}: must be a positive number of pixels")
+        if d.image_size > 8192:
+            raise ValueError(f"data.image_size={d.image_size}: larger than 8192 pixels; is that meant?")
+        if not 0 <= d.val_fraction < 1:
+            raise ValueError(f"data.val_fraction={d.val_fraction}: must be in [0, 1) (0: no validation split)")
+        smoothing = getattr(getattr(c, "loss", None), "label_smoothing", None)
+        if smoothing is not None and not 0 <= smoothing < 1:
+            raise ValueError(f"loss.label_smoothing={smoothing}: must be in [0, 1)")
+
     # -- what a task supplies ---------------------------------------------------------
     def datasets(self):
         raise NotImplementedError
@@ -117,7 +133,7 @@ class TaskAdapter:
                                     ("data", "image_size", image_size), ("train", "out_dir", out_dir)):
             if value is not None:
                 setattr(getattr(c, section), key, value)
-        check_settings(c.train, c.optim)
+        self.check_config()
         train_set, val_set = self.datasets()
         self.prepare(train_set)
         self._val_set = val_set
@@ -176,7 +192,7 @@ class TaskAdapter:
         """The dry-run: the fine-tuning plan per phase (groups, trainable, BN mode, LR, size),
         without training. Example: ``print(Classifier(strategy="two_phase").plan("data/"))``"""
         self._set_data(data, None)
-        check_settings(self.config.train, self.config.optim)
+        self.check_config()
         train_set, _ = self.datasets()
         self.prepare(train_set)
         ft, why = self.resolve_finetune(len(train_set))

@@ -2,8 +2,10 @@
 or a clear error that names the file."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -19,11 +21,16 @@ def check_image(path: str | Path) -> tuple[int, int]:
     """Read only the header: (width, height), or BadImageError. Fast enough to run on
     every file before training starts, so a bad file fails the run at once."""
     try:
-        with Image.open(path) as im:
-            return im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
     except FileNotFoundError:
         raise BadImageError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise BadImageError(f"{path}: refused: its header claims more than {Image.MAX_IMAGE_PIXELS:,} pixels "
+                            "(a decompression bomb, or an image too large to decode safely)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise BadImageError(f"{path}: not a readable image ({e})") from None
 
 
@@ -41,7 +48,10 @@ def read_image(path: str | Path) -> np.ndarray:
                 return to_rgb8(im)
     except FileNotFoundError:
         raise BadImageError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise BadImageError(f"{path}: refused: its header claims more than {Image.MAX_IMAGE_PIXELS:,} pixels "
+                            "(a decompression bomb, or an image too large to decode safely)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise BadImageError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
 
@@ -85,3 +95,46 @@ def expand_inputs(inputs) -> list[Path]:
         else:
             raise FileNotFoundError(f"{item}: no such image or folder")
     return paths
+
+
+def output_stems(paths: Sequence[str | Path]) -> list[str]:
+    """A distinct file-name stem per input for the files predict writes: the image's own stem,
+    or, where two inputs share it (``a/x.png``, ``b/x.png``), their parent folders' names in
+    front (``a_x``, ``b_x``), then a number."""
+    paths = [Path(p) for p in paths]
+    stems = [p.stem for p in paths]
+    for depth in (1, 2, 3):
+        seen: dict[str, int] = {}
+        for s in stems:
+            seen[s] = seen.get(s, 0) + 1
+        clash = [i for i, s in enumerate(stems) if seen[s] > 1]
+        if not clash:
+            return stems
+        for i in clash:
+            parents = [q.name for q in paths[i].parents][:depth][::-1]
+            stems[i] = "_".join([*(n for n in parents if n not in ("", ".", "..")), paths[i].stem])
+    seen, out = {}, []
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+        out.append(s if seen[s] == 1 else f"{s}_{seen[s]}")
+    return out
+
+
+def readable(paths: Sequence[str | Path]):
+    """``(path, image or None, error or None)`` per input: an unreadable image is reported, not
+    raised, so one bad file does not end a whole ``predict``."""
+    for path in paths:
+        try:
+            yield path, read_image(path), None
+        except (BadImageError, OSError) as e:
+            yield path, None, str(e)
+
+
+def report_unreadable(results: list[dict], file=None) -> int:
+    """Print the inputs ``predict`` skipped (results with an ``error``); returns how many."""
+    bad = [r for r in results if r.get("error")]
+    if bad:
+        print(f"skipped {len(bad)} unreadable input(s) of {len(results)}:", file=file or sys.stderr)
+        for r in bad:
+            print(f"  {r['error']}", file=file or sys.stderr)
+    return len(bad)

@@ -407,7 +407,18 @@ class Trainer:
     def _restore(self, model, optimizer, scaler) -> tuple[int, int, float | None, int]:
         """Exact resume: weights, optimiser, scaler, counters and RNG from ``train.resume``."""
         ckpt = load_checkpoint(self.cfg.resume)
-        model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
+        meta, mine = ckpt.get("meta", {}), self.adapter.checkpoint_meta()
+        for key in ("task", "backbone"):
+            if meta.get(key) != mine.get(key):
+                raise ValueError(f"train.resume={self.cfg.resume}: a checkpoint of {key} {meta.get(key)!r}, and this "
+                                 f"run's {key} is {mine.get(key)!r}; resume with the run's own config.yaml "
+                                 f"(-c {Path(self.cfg.resume).parent / 'config.yaml'})")
+        try:
+            model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
+        except RuntimeError as e:  # same task and backbone, another head or width: name it, not 300 keys
+            first = str(e).strip().splitlines()[1:2] or [""]
+            raise ValueError(f"train.resume={self.cfg.resume}: its weights do not fit this run's model "
+                             f"({first[0].strip()[:200]} …); resume with the run's own config.yaml") from None
         self._average_state = ckpt["model"] if "train_model" in ckpt else None
         try:
             optimizer.load_state_dict(ckpt["optimizer"])

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ... import export, plots
 from ...backbones import Preprocessing, create_backbone
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
-from ...data.images import expand_inputs, read_image
+from ...data.images import expand_inputs, read_image, readable, report_unreadable
 from ...data.transforms import apply, eval_transform, train_transform
 from ...engine import Finetuner, seed_everything
 from ..base import TaskAdapter
@@ -208,11 +208,15 @@ class Classifier(TaskAdapter):
         k = min(topk, len(self.classes))
         results = []
         for start in range(0, len(paths), batch_size):
-            chunk = paths[start:start + batch_size]
-            x = torch.stack([apply(tf, read_image(p)) for p in chunk]).to(device)
-            scores, idx = self.model(x).float().softmax(1).topk(k, dim=1)
-            for p, s, i in zip(chunk, scores.tolist(), idx.tolist()):
-                results.append({"path": str(p), "labels": [self.classes[j] for j in i], "scores": s})
+            chunk = list(readable(paths[start:start + batch_size]))  # unreadable ones: reported, skipped
+            found = [{"path": str(p), "labels": [], "scores": [], "error": error} for p, _, error in chunk]
+            good = [n for n, (_, _, error) in enumerate(chunk) if not error]
+            if good:
+                x = torch.stack([apply(tf, chunk[n][1]) for n in good]).to(device)
+                scores, idx = self.model(x).float().softmax(1).topk(k, dim=1)
+                for n, s, i in zip(good, scores.tolist(), idx.tolist()):
+                    found[n] = {"path": found[n]["path"], "labels": [self.classes[j] for j in i], "scores": s}
+            results += found
         return results
 
 
@@ -223,6 +227,7 @@ class Classifier(TaskAdapter):
         if out_dir is not None:
             for path in write_predictions(results, out_dir):
                 print(f"wrote {path}", file=sys.stderr)
+        report_unreadable(results)
         return results
 
     # -- export ---------------------------------------------------------------------------

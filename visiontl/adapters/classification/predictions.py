@@ -15,13 +15,14 @@ def write_predictions(results: list[dict], out: str | Path) -> list[Path]:
     with open(out / "predictions.csv", "w", newline="") as f:
         w = csv.writer(f)
         k = max((len(r["labels"]) for r in results), default=0)
-        w.writerow(["path", *[c for j in range(1, k + 1) for c in (f"label{j}", f"score{j}")]])
+        w.writerow(["path", *[c for j in range(1, k + 1) for c in (f"label{j}", f"score{j}")], "error"])
         for r in results:
-            w.writerow([r["path"], *[c for lab, s in zip(r["labels"], r["scores"]) for c in (lab, f"{s:.5f}")]])
+            cells = [c for lab, s in zip(r["labels"], r["scores"]) for c in (lab, f"{s:.5f}")]
+            w.writerow([r["path"], *cells, *[""] * (2 * k - len(cells)), r.get("error") or ""])
     return [out / "predictions.csv", out / "predictions.json"]
 
 
 def print_predictions(results: list[dict], file=sys.stdout) -> None:
     for r in results:
         tops = ", ".join(f"{lab} {s:.3f}" for lab, s in zip(r["labels"], r["scores"]))
-        print(f"{r['path']}: {tops}", file=file)
+        print(f"{r['path']}: {tops or 'skipped (unreadable)'}", file=file)

@@ -16,7 +16,7 @@ from ...data.classification import DataError
 from ...data.detect_transforms import DetectEval, DetectTrain, letterbox, unletterbox
 from ...data.detection import (DetectionDataset, coco_samples, collate, print_report, read_data_yaml, yolo_images,
                                yolo_samples)
-from ...data.images import expand_inputs, read_image
+from ...data.images import expand_inputs, output_stems, readable, report_unreadable
 from ...engine import Finetuner, seed_everything
 from ..base import TaskAdapter
 from .config import DetectConfig
@@ -213,8 +213,16 @@ class Detector(TaskAdapter):
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         paths, results = expand_inputs(inputs), []
+        stems = dict(zip(map(str, paths), output_stems(paths)))  # a/x.png and b/x.png: a_x, b_x
         for start in range(0, len(paths), batch_size):
-            chunk = [(path, read_image(path)) for path in paths[start:start + batch_size]]
+            chunk = []
+            for path, image, error in readable(paths[start:start + batch_size]):  # unreadable: reported, skipped
+                if error:
+                    results.append({"path": str(path), "width": 0, "height": 0, "objects": [], "error": error})
+                else:
+                    chunk.append((path, image))
+            if not chunk:
+                continue
             boxed = [letterbox(image, size) for _, image in chunk]  # (image, scale, pad) each
             x = torch.stack([torch.from_numpy(b.transpose(2, 0, 1).copy()) for b, _, _ in boxed]).to(device)
             found = non_max_suppression(self.model(x)[0].float(), conf_thres=conf, iou_thres=e.iou, max_det=e.max_det)
@@ -225,7 +233,7 @@ class Detector(TaskAdapter):
                 results.append({"path": str(path), "width": image.shape[1], "height": image.shape[0], "objects": objects})
                 if out is not None:
                     drawn = plots.draw_boxes(image, boxes.numpy(), labels=[f"{o['label']} {o['score']:.2f}" for o in objects])
-                    plots.save_image(drawn, out / f"{Path(path).stem}_boxes.png")
+                    plots.save_image(drawn, out / f"{stems[str(path)]}_boxes.png")
         if out is not None:
             write_detections(results, out)
         return results
@@ -236,6 +244,7 @@ class Detector(TaskAdapter):
         print_detections(results)
         if out_dir is not None:
             print(f"wrote {Path(out_dir) / 'predictions.json'}, predictions.csv and *_boxes.png", file=sys.stderr)
+        report_unreadable(results)
         return results
 
     # -- export ---------------------------------------------------------------------------
@@ -282,15 +291,20 @@ def write_detections(results: list[dict], out: Path) -> list[Path]:
     (out / "predictions.json").write_text(json.dumps(results, indent=1))
     with open(out / "predictions.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "label", "score", "x1", "y1", "x2", "y2"])
+        w.writerow(["path", "label", "score", "x1", "y1", "x2", "y2", "error"])
         for r in results:
+            if r.get("error"):
+                w.writerow([r["path"], "", "", "", "", "", "", r["error"]])
             for o in r["objects"]:
-                w.writerow([r["path"], o["label"], o["score"], *o["box"]])
+                w.writerow([r["path"], o["label"], o["score"], *o["box"], ""])
     return [out / "predictions.json", out / "predictions.csv"]
 
 
 def print_detections(results: list[dict]) -> None:
     for r in results:
+        if r.get("error"):
+            print(f"{r['path']}: skipped (unreadable)", file=sys.stdout)
+            continue
         found = ", ".join(f"{o['label']} {o['score']:.2f}" for o in r["objects"][:8])
         more = f" … (+{len(r['objects']) - 8})" if len(r["objects"]) > 8 else ""
         print(f"{r['path']}: {len(r['objects'])} objects" + (f": {found}{more}" if found else ""), file=sys.stdout)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ... import export, plots
 from ...backbones import Preprocessing, create_backbone
 from ...data.classification import DataError
-from ...data.images import expand_inputs, read_image
+from ...data.images import expand_inputs, output_stems, readable, report_unreadable
 from ...data.seg_transforms import SegmentTrain, upscale_factor
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
                                   split_folder)
@@ -52,9 +52,11 @@ class Segmenter(TaskAdapter):
         super().__init__(config, backbone=backbone, weights=weights, strategy=strategy)
         if architecture:
             self.config.model.architecture = architecture
-        if classes:
-            self.config.data.classes = list(classes)
         self._class_weights: list[float] | None = None
+        if classes:  # as the other adapters: a model to predict with (untrained) or to fit
+            self.config.data.classes = list(classes)
+            self.classes = list(classes)
+            self._build()
 
     @property
     def collate(self):
@@ -242,8 +244,12 @@ class Segmenter(TaskAdapter):
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         palette, results = self.palette(), []
-        for path in expand_inputs(inputs):
-            image = read_image(path)
+        paths = expand_inputs(inputs)
+        for (path, image, error), stem in zip(readable(paths), output_stems(paths)):
+            if error:  # reported and skipped: one bad file does not end the run
+                results.append({"path": str(path), "width": 0, "height": 0, "mask": None, "confidence": float("nan"),
+                                "fractions": {}, "error": error})
+                continue
             x = torch.from_numpy(image.transpose(2, 0, 1).copy())[None].to(device)
             probs = self.logits(self.model, x).softmax(1)[0]
             confidence, mask = probs.max(0)
@@ -253,16 +259,16 @@ class Segmenter(TaskAdapter):
                             "confidence": round(float(confidence.mean()), 4),
                             "fractions": {c: round(float(f), 4) for c, f in zip(self.classes, counts)}})
             if out is not None:
-                stem = Path(path).stem
                 plots.save_index_mask(mask, palette, out / f"{stem}_mask.png")
                 plots.save_image(plots.overlay_mask(image, mask, palette, self.config.eval.overlay_alpha),
                                  out / f"{stem}_overlay.png")
         if out is not None:
             with open(out / "predictions.csv", "w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(["path", "width", "height", "confidence", *(f"fraction_{c}" for c in self.classes)])
+                w.writerow(["path", "width", "height", "confidence", *(f"fraction_{c}" for c in self.classes), "error"])
                 for r in results:
-                    w.writerow([r["path"], r["width"], r["height"], r["confidence"], *r["fractions"].values()])
+                    fractions = [r["fractions"].get(c, "") for c in self.classes]
+                    w.writerow([r["path"], r["width"], r["height"], r["confidence"], *fractions, r.get("error") or ""])
         return results
 
     def predict_to(self, inputs, *, out_dir: str | Path | None = None, **_) -> list[dict]:
@@ -271,10 +277,13 @@ class Segmenter(TaskAdapter):
         results = self.predict(inputs, out_dir=out_dir)
         for r in results:
             shares = ", ".join(f"{c} {f:.1%}" for c, f in r["fractions"].items())
-            print(f"{r['path']}: {r['width']}×{r['height']}, {shares} (mean confidence {r['confidence']:.3f})")
+            print(f"{r['path']}: skipped (unreadable)" if r.get("error") else
+                  f"{r['path']}: {r['width']}×{r['height']}, {shares} (mean confidence {r['confidence']:.3f})")
         if out_dir is not None:
-            print(f"wrote {len(results)} *_mask.png (class indices) and *_overlay.png, and predictions.csv to {out_dir}",
+            n = sum(not r.get("error") for r in results)
+            print(f"wrote {n} *_mask.png (class indices) and *_overlay.png, and predictions.csv to {out_dir}",
                   file=sys.stderr)
+        report_unreadable(results)
         return results
 
     # -- export ---------------------------------------------------------------------------

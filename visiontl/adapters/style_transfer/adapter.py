@@ -15,7 +15,7 @@ import torch
 from ... import export, plots
 from ...backbones import Preprocessing, create_backbone
 from ...data.classification import DataError, ImageDataset, collate
-from ...data.images import expand_inputs, list_images, read_image
+from ...data.images import expand_inputs, list_images, output_stems, read_image, readable, report_unreadable
 from ...data.transforms import apply
 from ...engine import seed_everything
 from ..base import TaskAdapter
@@ -188,23 +188,31 @@ class Stylizer(TaskAdapter):
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         results = []
-        for path in expand_inputs(inputs):
-            x = load_rgb(path, size).to(device)
+        paths = expand_inputs(inputs)
+        for (path, image, error), stem in zip(readable(paths), output_stems(paths)):
+            if error:  # reported and skipped: one bad file does not end the run
+                results.append({"path": str(path), "image": None, "seconds": 0.0, "error": error})
+                continue
+            x = load_rgb(image, size).to(device)
             t0 = time.perf_counter()
             image = to_uint8(self.model(x))
             results.append({"path": str(path), "image": image, "seconds": time.perf_counter() - t0})
             if out is not None:
-                plots.save_image(image, out / f"{Path(path).stem}_stylized.png")
+                plots.save_image(image, out / f"{stem}_stylized.png")
         return results
 
     def predict_to(self, inputs, *, out_dir: str | Path | None = None, **_) -> list[dict]:
         """``visiontl predict``: stylise; with ``out_dir`` write the images."""
         results = self.predict(inputs, out_dir=out_dir)
         for r in results:
+            if r.get("error"):
+                print(f"{r['path']}: skipped (unreadable)")
+                continue
             h, w = r["image"].shape[:2]
             print(f"{r['path']}: {w}×{h} stylised in {r['seconds']:.2f} s")
         if out_dir is not None:
-            print(f"wrote {len(results)} *_stylized.png to {out_dir}", file=sys.stderr)
+            print(f"wrote {sum(not r.get('error') for r in results)} *_stylized.png to {out_dir}", file=sys.stderr)
+        report_unreadable(results)
         return results
 
     def export(self, out_dir: str | Path, *, formats: Sequence[str] = ("onnx", "torchscript"),

@@ -124,6 +124,10 @@ def stylize(content, style, **options) -> Stylized:
     from tqdm import tqdm
 
     o = StylizeOptions(**options)
+    for key, value, low in (("steps", o.steps, 1), ("size", o.size, 0), ("style_size", o.style_size, 0),
+                            ("save_every", o.save_every, 0), ("lr", o.lr, 0)):
+        if not value >= low:  # also NaN
+            raise ValueError(f"stylize: {key}={value} must be at least {low}" + (" (0 = as is)" if key == "size" else ""))
     device = select_device(o.device)
     torch.manual_seed(o.seed)
     backbone = create_backbone(o.backbone, weights=o.weights)
