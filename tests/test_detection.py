@@ -128,26 +128,28 @@ def _random_case(seed: int, n_images: int = 6, n_classes: int = 2):
     return gts, preds
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_map_agrees_with_pycocotools(seed):
-    pytest.importorskip("pycocotools")
+def _ours_and_pycocotools(gts, preds, crowds=None):
+    """(visiontl's metrics, pycocotools' mAP50-95 and mAP50) on the same boxes; ``crowds``
+    per image: (boxes, classes) of crowd regions."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from visiontl.adapters.detection.metrics import match, summarize
+    from visiontl.adapters.detection.metrics import crowd_label, match, summarize
 
-    gts, preds = _random_case(seed)
     stats = {"tp": [], "conf": [], "pred_cls": [], "target_cls": []}
     images, anns, dets = [], [], []
     for i, ((g, gl), (p, pl, s)) in enumerate(zip(gts, preds)):
-        stats["tp"].append(match(torch.tensor(p), torch.tensor(s), torch.tensor(pl), torch.tensor(g),
-                                 torch.tensor(gl)).numpy())
+        cb, cl = crowds[i] if crowds else (np.zeros((0, 4)), np.zeros(0, np.int64))
+        boxes = np.concatenate([np.asarray(g, float).reshape(-1, 4), np.asarray(cb, float).reshape(-1, 4)])
+        labels = np.concatenate([gl, [crowd_label(int(c)) for c in cl]]).astype(np.int64)
+        stats["tp"].append(match(torch.tensor(p), torch.tensor(s), torch.tensor(pl), torch.tensor(boxes),
+                                 torch.tensor(labels)))
         stats["conf"].append(s)
         stats["pred_cls"].append(pl)
-        stats["target_cls"].append(gl)
+        stats["target_cls"].append(labels)
         images.append({"id": i, "width": 128, "height": 128})
-        for b, c in zip(g, gl):
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(c), "iscrowd": 0,
+        for b, c, crowd in [*((b, c, 0) for b, c in zip(g, gl)), *((b, c, 1) for b, c in zip(cb, cl))]:
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(c), "iscrowd": crowd,
                          "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1])})
         for b, c, sc in zip(p, pl, s):
             dets.append({"image_id": i, "category_id": int(c), "score": float(sc),
@@ -162,10 +164,65 @@ def test_map_agrees_with_pycocotools(seed):
     ev.evaluate()
     ev.accumulate()
     precision = ev.eval["precision"][:, :, :, 0, 0]  # (iou, recall, class)
-    coco_map = float(np.mean(precision[precision > -1]))
-    coco_map50 = float(np.mean(precision[0][precision[0] > -1]))
+    return metrics, float(np.mean(precision[precision > -1])), float(np.mean(precision[0][precision[0] > -1]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_map_agrees_with_pycocotools(seed):
+    pytest.importorskip("pycocotools")
+    metrics, coco_map, coco_map50 = _ours_and_pycocotools(*_random_case(seed))
     assert metrics["mAP50-95"] == pytest.approx(coco_map, abs=1e-9)
     assert metrics["mAP50"] == pytest.approx(coco_map50, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_map_with_crowd_regions_agrees_with_pycocotools(seed):
+    """Detections on a crowd region (intersection over their own area ≥ the threshold) are
+    neither true nor false positives; several may fall on one region."""
+    pytest.importorskip("pycocotools")
+    gts, preds = _random_case(seed)
+    rng, crowds = np.random.default_rng(100 + seed), []
+    for i, (p, pl, s) in enumerate(preds):
+        xy = rng.uniform(0, 60, (2, 2))
+        cb = np.concatenate([xy, xy + rng.uniform(20, 60, (2, 2))], 1)
+        cl = rng.integers(0, 2, 2)
+        crowds.append((cb, cl))
+        inside = cb[0, :2] + rng.uniform(0, 10, (3, 2))  # three detections inside the first region
+        preds[i] = (np.concatenate([p, np.concatenate([inside, inside + 8], 1)]), np.concatenate([pl, [cl[0]] * 3]),
+                    np.concatenate([s, rng.uniform(0.05, 1.0, 3)]))
+    metrics, coco_map, coco_map50 = _ours_and_pycocotools(gts, preds, crowds)
+    assert metrics["mAP50-95"] == pytest.approx(coco_map, abs=1e-9)
+    assert metrics["mAP50"] == pytest.approx(coco_map50, abs=1e-9)
+    # the issue's two-box case: one object, one detection on it and one on a crowd region
+    two = _ours_and_pycocotools([(np.array([[10, 10, 40, 40]]), np.array([0]))],
+                                [(np.array([[10, 10, 40, 40], [60, 60, 70, 70]]), np.array([0, 0]), np.array([0.9, 0.95]))],
+                                [(np.array([[50, 50, 100, 100]]), np.array([0]))])
+    assert two[0]["mAP50-95"] == pytest.approx(two[1]) and two[1] == pytest.approx(1.0)
+
+
+def test_matching_is_fast_at_300_detections():
+    """A validation image with 300 detections and 30 objects: matched in well under 2 ms
+    (the per-detection loop of the first version took 19 ms)."""
+    import time
+
+    from visiontl.adapters.detection.metrics import match
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 600, (30, 2))
+    true = torch.tensor(np.concatenate([xy, xy + rng.uniform(10, 40, (30, 2))], 1))
+    pxy = rng.uniform(0, 600, (300, 2))
+    pred = torch.tensor(np.concatenate([pxy, pxy + rng.uniform(10, 40, (300, 2))], 1))
+    pred[:30] = true + torch.tensor(rng.normal(0, 2, (30, 4)))
+    scores, classes, true_cls = torch.tensor(rng.uniform(size=300)), torch.tensor(rng.integers(0, 3, 300)), None
+    true_cls = torch.tensor(rng.integers(0, 3, 30))
+    classes[:30] = true_cls
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        out = match(pred, scores, classes, true, true_cls)
+        times.append(time.perf_counter() - t0)
+    assert (out[:30, 0] == 1).sum() >= 25
+    assert sorted(times)[15] < 0.002, sorted(times)[15]
 
 
 def test_perfect_and_empty_predictions():
@@ -174,8 +231,8 @@ def test_perfect_and_empty_predictions():
     g = torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40]])
     gl = torch.tensor([0, 1])
     tp = match(g, torch.tensor([0.9, 0.8]), gl, g, gl)
-    assert tp.all()
-    m, _ = summarize({"tp": [tp.numpy()], "conf": [np.array([0.9, 0.8])], "pred_cls": [gl.numpy()],
+    assert (tp == 1).all()
+    m, _ = summarize({"tp": [tp], "conf": [np.array([0.9, 0.8])], "pred_cls": [gl.numpy()],
                       "target_cls": [gl.numpy()]}, ["a", "b"])
     assert m["mAP50-95"] == pytest.approx(1.0, abs=1e-6)
     wrong_class = match(g, torch.tensor([0.9, 0.8]), torch.tensor([1, 0]), g, gl)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from visiontl.data.classification import DataError
-from visiontl.data.detect_transforms import DetectAugment, DetectEval, DetectTrain, letterbox, unletterbox
+from visiontl.data.detect_transforms import DetectAugment, DetectEval, DetectTrain, letterbox, to_tensors, unletterbox
 from visiontl.data.detection import (DetectionDataset, coco_samples, collate, label_path, read_data_yaml, yolo_images,
                                      yolo_samples)
 
@@ -94,8 +94,11 @@ def test_coco_reads_boxes_and_maps_category_ids(tmp_path):
                             {"id": 3, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "iscrowd": 1}])
     (s,), names, report = coco_samples(path)
     assert names == ["cat", "dog"]
-    np.testing.assert_allclose(s.boxes, [[5, 6, 15, 18], [40, 30, 50, 40]])
-    assert s.labels.tolist() == [1, 0] and report.clipped == 1
+    np.testing.assert_allclose(s.boxes, [[5, 6, 15, 18], [40, 30, 50, 40], [0, 0, 5, 5]])
+    # the crowd region stays, as -1 - class: out of the loss, and the metrics ignore detections on it
+    assert s.labels.tolist() == [1, 0, -1] and report.clipped == 1 and (report.boxes, report.crowd) == (2, 1)
+    batch = collate([to_tensors(np.zeros((40, 50, 3), np.uint8), s.boxes, s.labels)])
+    assert batch["cls"].tolist() == [1.0, 0.0] and len(batch["bboxes"]) == 2 and batch["labels"][0].tolist() == [1, 0, -1]
 
 
 @pytest.mark.parametrize("ann, message", [

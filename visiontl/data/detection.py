@@ -36,12 +36,15 @@ class LabelReport:
     source: str
     images: int = 0
     boxes: int = 0
+    crowd: int = 0  # COCO crowd regions: ignored by the metrics, not trained on
     no_label_file: int = 0
     clipped: int = 0
     dropped: list[str] = field(default_factory=list)  # "file:line (why)"
 
     def summary(self) -> str:
         parts = [f"{self.source}: {self.images} images, {self.boxes} boxes"]
+        if self.crowd:
+            parts.append(f"{self.crowd} crowd regions (detections on them are ignored, as COCO evaluation does)")
         if self.no_label_file:
             parts.append(f"{self.no_label_file} images without a label file (no objects)")
         if self.clipped:
@@ -175,7 +178,9 @@ def coco_samples(path: str | Path, images_root: str | Path = "",
                  classes: list[str] | None = None) -> tuple[list[DetectionSample], list[str], LabelReport]:
     """COCO ``instances`` JSON: ``images`` (file_name, width, height), ``annotations``
     (image_id, category_id, bbox = [x, y, w, h] in pixels), ``categories``. Category ids
-    map to class indices in id order; crowd annotations are skipped, as COCO evaluation does."""
+    map to class indices in id order. Crowd annotations (``iscrowd: 1``) are kept as regions
+    with label ``-1 - class``: training leaves them out of the loss, evaluation ignores the
+    detections that fall on them, as pycocotools does."""
     path = Path(path).expanduser()
     try:
         coco = json.loads(path.read_text())
@@ -197,8 +202,6 @@ def coco_samples(path: str | Path, images_root: str | Path = "",
     sizes = {img["id"]: (img.get("width"), img.get("height")) for img in coco["images"]}
     for ann in coco["annotations"]:
         where = f"{path}: annotation {ann.get('id')}"
-        if ann.get("iscrowd"):
-            continue
         if ann.get("image_id") not in per_image:
             raise DataError(f"{where}: image_id {ann.get('image_id')} is not in 'images'")
         if ann.get("category_id") not in index:
@@ -212,14 +215,16 @@ def coco_samples(path: str | Path, images_root: str | Path = "",
         box = _clip([x, y, x + w, y + h], width or 1e9, height or 1e9, where, report)
         if box is not None:
             per_image[ann["image_id"]][0].append(box)
-            per_image[ann["image_id"]][1].append(index[ann["category_id"]])
+            label = index[ann["category_id"]]
+            per_image[ann["image_id"]][1].append(-1 - label if ann.get("iscrowd") else label)
     samples = []
     for img in coco["images"]:
         file = root / img["file_name"]
         check_image(file)
         boxes, labels = per_image[img["id"]]
         samples.append(DetectionSample(file, np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)))
-        report.boxes += len(labels)
+        report.boxes += sum(label >= 0 for label in labels)
+        report.crowd += sum(label < 0 for label in labels)
     report.images = len(samples)
     if not samples:
         raise DataError(f"{path}: no images")
@@ -261,11 +266,13 @@ def collate(batch: list) -> dict:
     scale = torch.tensor([w, h, w, h], dtype=torch.float32)
     boxes = [b[1].float().reshape(-1, 4) for b in batch]
     labels = [b[2].long().reshape(-1) for b in batch]
-    flat = torch.cat(boxes) / scale if boxes else torch.zeros(0, 4)
+    objects = [l >= 0 for l in labels]  # crowd regions (label < 0) are for the metrics only, not the loss
+    flat = torch.cat([b[k] for b, k in zip(boxes, objects)]) / scale if boxes else torch.zeros(0, 4)
     xywh = torch.cat([(flat[:, :2] + flat[:, 2:]) / 2, flat[:, 2:] - flat[:, :2]], 1)
-    return {"img": images, "batch_idx": torch.cat([torch.full((len(l),), i, dtype=torch.float32)
-                                                   for i, l in enumerate(labels)]),
-            "cls": torch.cat(labels).float(), "bboxes": xywh, "boxes": boxes, "labels": labels}
+    return {"img": images, "batch_idx": torch.cat([torch.full((int(k.sum()),), i, dtype=torch.float32)
+                                                   for i, k in enumerate(objects)]),
+            "cls": torch.cat([l[k] for l, k in zip(labels, objects)]).float(), "bboxes": xywh, "boxes": boxes,
+            "labels": labels}
 
 
 def print_report(report: LabelReport) -> None:

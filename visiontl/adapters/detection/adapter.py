@@ -146,7 +146,7 @@ class Detector(TaskAdapter):
                "target_cls": [], "detections": []}
         for det, boxes, labels in zip(detections, batch["boxes"], batch["labels"]):
             det = det.float()
-            out["tp"].append(match(det[:, :4], det[:, 4], det[:, 5], boxes, labels).numpy())
+            out["tp"].append(match(det[:, :4], det[:, 4], det[:, 5], boxes, labels))
             out["conf"].append(det[:, 4].cpu().numpy())
             out["pred_cls"].append(det[:, 5].cpu().numpy())
             out["target_cls"].append(labels.cpu().numpy())
