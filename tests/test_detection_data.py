@@ -209,3 +209,17 @@ def test_nuclei_as_boxes_one_box_per_nucleus_and_splits_apart(tmp_path):
             for (cx, cy, w, h), (x, y, bw, bh) in zip(yolo, boxes):
                 assert cx * 128 == pytest.approx(x + bw / 2, abs=1e-3) and w * 128 == pytest.approx(bw, abs=1e-3)
         assert all(by_image[a["image_id"]] for a in coco["annotations"])
+
+
+def test_training_letterbox_is_the_evaluation_letterbox():
+    """With every random step off, a training sample is the evaluation sample, pixel for pixel:
+    one letterbox (resize + padding) for training, evaluation and predict."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (90, 150, 3), dtype=np.uint8)
+    boxes, labels = np.array([[10, 20, 60, 70], [100, 5, 149, 89]], np.float32), np.array([0, 1])
+    off = DetectAugment(hflip=0, vflip=0, scale=0, translate=0, color=0, mosaic=0)
+    for size in (64, 96, 320):  # down and up
+        train = DetectTrain(size, off)(image, boxes, labels)
+        val = DetectEval(size)(image, boxes, labels)
+        assert torch.equal(train[0], val[0]), size
+        torch.testing.assert_close(train[1], val[1], atol=1e-3, rtol=0)

@@ -71,8 +71,7 @@ class DetectTrain:
         self.size, self.aug = size, aug
         bbox = A.BboxParams(format="pascal_voc", label_fields=["labels"], clip=True, filter_invalid_bboxes=True,
                             min_visibility=0.3, min_area=4.0)
-        ops = [A.LongestMaxSize(max_size=size),
-               A.PadIfNeeded(size, size, position="center", border_mode=cv2.BORDER_CONSTANT, fill=FILL)]
+        ops = []  # after visiontl's own letterbox, the one evaluation and predict use
         if aug.scale > 0 or aug.translate > 0:
             ops.append(A.Affine(scale=(1 - aug.scale, 1 + aug.scale), translate_percent=(-aug.translate, aug.translate),
                                 border_mode=cv2.BORDER_CONSTANT, fill=FILL, p=1.0))
@@ -83,9 +82,9 @@ class DetectTrain:
         if aug.color > 0:
             c = aug.color
             ops.append(A.ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(c / 4, 0.5), p=0.8))
-        self.plain = A.Compose(ops, bbox_params=bbox)
+        self.plain = A.Compose(ops, bbox_params=bbox) if ops else None  # None: the letterbox alone
         mosaic = A.Mosaic(grid_yx=(2, 2), target_size=(size, size), cell_shape=(size, size), fill=FILL, p=1.0)
-        self.mosaic = A.Compose([mosaic, *ops[2:]], bbox_params=bbox) if aug.mosaic > 0 else None
+        self.mosaic = A.Compose([mosaic, *ops], bbox_params=bbox) if aug.mosaic > 0 else None
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, dataset=None):
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -94,8 +93,13 @@ class DetectTrain:
             others = torch.randint(0, len(dataset), (3,)).tolist()
             data["mosaic_metadata"] = [dict(zip(("image", "bboxes", "labels"), dataset.raw(j))) for j in others]
             compose = self.mosaic
-        else:
+        else:  # the same letterbox (resize and padding) as evaluation and predict, then the random part
+            image, r, (left, top) = letterbox(image, self.size)
+            data = {"image": image, "bboxes": np.asarray(boxes, np.float32).reshape(-1, 4) * r
+                    + np.array([left, top, left, top], np.float32), "labels": labels}
             compose = self.plain
+            if compose is None:
+                return to_tensors(data["image"], data["bboxes"], labels)
         compose.set_random_seed(seed)
         out = compose(**data)
         return to_tensors(out["image"], out["bboxes"], out["labels"])
