@@ -223,3 +223,31 @@ def test_training_letterbox_is_the_evaluation_letterbox():
         val = DetectEval(size)(image, boxes, labels)
         assert torch.equal(train[0], val[0]), size
         torch.testing.assert_close(train[1], val[1], atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("ann, message", [
+    ({"id": 9, "image_id": 1, "category_id": 3, "bbox": [1, "a", 5, 5]}, "annotation 9: bbox"),
+    ({"id": 9, "image_id": 1, "category_id": 3, "bbox": [1, float("nan"), 5, 5]}, "annotation 9: bbox"),
+])
+def test_coco_non_numeric_bbox_names_the_annotation(tmp_path, ann, message):
+    with pytest.raises(DataError, match=message):
+        coco_samples(_coco(tmp_path, [ann]))
+
+
+def test_coco_entries_without_their_keys_and_nan_yolo_labels_are_named(tmp_path):
+    path = _coco(tmp_path, [])
+    data = json.loads(path.read_text())
+    data["categories"].append({"id": 11})
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"ann.json: categories\[2\] has no 'name'"):
+        coco_samples(path)
+    data["categories"].pop()
+    data["images"].append({"id": 5})
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"ann.json: images\[1\] has no 'file_name'"):
+        coco_samples(path)
+    from visiontl.data.detection import LabelReport, read_yolo_label
+
+    (tmp_path / "l.txt").write_text("0 0.5 0.5 0.2 0.2\n0 nan 0.5 0.2 0.2\n")
+    with pytest.raises(DataError, match=r"l.txt:2: not finite"):
+        read_yolo_label(tmp_path / "l.txt", 100, 100, 1, LabelReport("x"))

@@ -8,6 +8,7 @@ and reported. A malformed line or an unknown class id is an error naming file an
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,8 @@ def read_yolo_label(path: Path, width: int, height: int, n_classes: int,
             values = [float(v) for v in fields]
         except ValueError:
             raise DataError(f"{where}: not numbers: {line.strip()!r} (expected 'class cx cy w h')") from None
+        if not all(math.isfinite(v) for v in values):
+            raise DataError(f"{where}: not finite numbers (nan or inf) in {line.strip()!r}")
         if len(values) != 5 and (len(values) < 7 or len(values) % 2 == 0):
             raise DataError(f"{where}: {len(values)} fields in {line.strip()!r}; expected 'class cx cy w h' "
                             "(5 fields) or a polygon 'class x1 y1 x2 y2 …'")
@@ -191,6 +194,12 @@ def coco_samples(path: str | Path, images_root: str | Path = "",
     for key in ("images", "annotations", "categories"):
         if key not in coco:
             raise DataError(f"{path}: not a COCO detection file (no {key!r})")
+    for key, entries, needed in (("categories", coco["categories"], ("id", "name")),
+                                 ("images", coco["images"], ("id", "file_name"))):
+        for k, entry in enumerate(entries):
+            missing = [n for n in needed if not isinstance(entry, dict) or n not in entry]
+            if missing:
+                raise DataError(f"{path}: {key}[{k}] has no {' or '.join(repr(n) for n in missing)}")
     categories = sorted(coco["categories"], key=lambda c: c["id"])
     names = [str(c["name"]) for c in categories]
     if classes is not None and names != classes:
@@ -208,8 +217,9 @@ def coco_samples(path: str | Path, images_root: str | Path = "",
             raise DataError(f"{where}: category_id {ann.get('category_id')} is not in 'categories' "
                             f"({sorted(index)})")
         bbox = ann.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4:
-            raise DataError(f"{where}: bbox {bbox!r} is not [x, y, width, height]")
+        if (not isinstance(bbox, list) or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+            raise DataError(f"{where}: bbox {bbox!r} is not [x, y, width, height] in finite numbers")
         x, y, w, h = (float(v) for v in bbox)
         width, height = sizes[ann["image_id"]]
         box = _clip([x, y, x + w, y + h], width or 1e9, height or 1e9, where, report)
