@@ -28,7 +28,7 @@ from visiontl.data.builtin import materialize
 from visiontl.engine import load_checkpoint
 from visiontl.plots import plt
 
-from . import datasets, harness
+from . import datasets, harness, recipes_segment
 
 DATASETS = {  # name: (built-in source, train/class, tune/class, test/class)
     "fashion-4000": ("fashion-mnist", 400, 50, 100),
@@ -223,14 +223,13 @@ def main() -> None:
                                                        "adds fastai's fine_tune as a contender")
     p.add_argument("--resume", action="store_true", help="keep the cells already in the result file")
     p.add_argument("--task", choices=["classify", "segment"], default="classify")
-    p.add_argument("--seg-datasets", nargs="+", default=["nuclei-57x61", "nuclei-128", "crowns-192"])
+    p.add_argument("--seg-datasets", nargs="+", default=["nuclei-57x61", "nuclei-128", "crowns-192"],
+                   choices=list(recipes_segment.CLASSES))
     p.add_argument("--seg-contenders", nargs="+", default=None)
     args = p.parse_args()
     out = Path(tempfile.mkdtemp(prefix="visiontl-recipes-"))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.task == "segment":
-        from . import recipes_segment
-
         if args.image_size == 64:  # the classification default; segmentation trains at 128
             args.image_size = 128
         if args.epochs == 6:

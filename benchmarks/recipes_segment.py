@@ -8,7 +8,9 @@ Datasets (all offline, from installed packages; written once):
   slices wholly inside the bottom quarter for validation;
 - ``nuclei-128``: the same image in 128 px tiles, 12 training tiles (of 117), 4 validation;
 - ``crowns-192``: deepforest's aerial tiles, 192 px crops, tree crowns drawn as filled
-  ellipses inside their boxes (a mask derived from box annotations), 40 training crops.
+  ellipses inside their boxes (a mask derived from box annotations), 40 training crops;
+- ``crowns-128``: the same crops shrunk to 128 px beforehand (image bilinear, mask nearest),
+  as the plain loop sees them (validated at 128 px): for ablations of the recipe, not scale.
 
 The plain loop (the issue's reference): ``smp.Unet("mobilenet_v2")`` with the same offline
 ImageNet file, images and masks resized to the training size, Adam 1e-3, flips,
@@ -32,7 +34,7 @@ from visiontl.data.nuclei import load_nuclei, materialize_nuclei
 from visiontl.data.trees import materialize_trees
 
 CLASSES = {"nuclei-57x61": ["background", "nucleus"], "nuclei-128": ["background", "nucleus"],
-           "crowns-192": ["background", "crown"]}
+           "crowns-192": ["background", "crown"], "crowns-128": ["background", "crown"]}
 CONTENDERS = ["visiontl defaults", "visiontl two_phase", "plain smp loop"]
 
 
@@ -61,6 +63,9 @@ def dataset(name: str) -> tuple[Path, Path]:
     if name == "nuclei-128":
         root = materialize_nuclei(128, 32)
         return _subset(root, "train", 12), root / "val"
+    if name == "crowns-128":
+        return tuple(_shrunk(folder, folder.parent.parent / "crowns-128-v1" / folder.name, 128)
+                     for folder in dataset("crowns-192"))
     root = cache_dir() / "datasets" / f"{name}-v1"
     if not (root / ".complete").is_file():
         if name == "nuclei-57x61":
@@ -85,6 +90,16 @@ def dataset(name: str) -> tuple[Path, Path]:
         (root / ".complete").touch()
     n_train = 24 if name == "nuclei-57x61" else 40
     return _subset(root, "train", n_train), root / "val"
+
+
+def _shrunk(src: Path, out: Path, size: int) -> Path:
+    """``src``'s pairs resized to ``size``² (image bilinear, mask nearest) under ``out``."""
+    for p in sorted((src / "images").glob("*.png")):
+        for sub, resample in (("images", Image.BILINEAR), ("masks", Image.NEAREST)):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+            if not (out / sub / p.name).exists():
+                Image.open(src / sub / p.name).resize((size, size), resample).save(out / sub / p.name)
+    return out
 
 
 def visiontl_run(name: str, strategy: str, train: Path, val: Path, args, seed: int, out: Path) -> dict:
