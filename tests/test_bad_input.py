@@ -190,3 +190,29 @@ def test_decompression_bomb_header_is_a_named_error(tmp_path):
     for read in (check_image, read_image):
         with pytest.raises(BadImageError, match="bomb.png: refused: its header claims more than"):
             read(path)
+
+
+def test_truncated_image_found_at_first_decode_suggests_skip_bad(image_folder, tmp_path, capsys):
+    """A file whose header is fine and pixels are cut passes the pre-scan; the error at its
+    first decode says how to skip it, and data.skip_bad=true (which decodes every file
+    first) does."""
+    from visiontl.data.classification import ImageDataset
+
+    path = image_folder / "red" / "cut.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:200])
+    data = image_folder_fn(image_folder)  # the header scan passes
+    i = [str(p) for p, _ in data.samples].index(str(path))
+    with pytest.raises(BadImageError, match="cut.png.*data.skip_bad=true"):
+        ImageDataset.__getitem__(data, i)
+    assert len(image_folder_fn(image_folder, skip_bad=True).skipped) == 1
+
+
+def test_a_class_with_a_single_image_is_warned_about(image_folder, tmp_path, capsys):
+    lone = image_folder / "zebra"
+    lone.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(lone / "only.png")
+    clf = Classifier(config=tiny_config(image_folder, tmp_path / "runs"))
+    train, val = clf.datasets()
+    assert "class(es) zebra have a single image" in capsys.readouterr().err
+    assert "zebra" not in {val.classes[t] for t in val.targets()}

@@ -31,7 +31,10 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, i: int):
         path, label = self.samples[i]
-        image = read_image(path)
+        try:
+            image = read_image(path)
+        except BadImageError as e:  # the header scan passed, the pixels did not (a truncated file)
+            raise BadImageError(f"{e}; data.skip_bad=true decodes every file before training and skips such ones") from None
         if self.transform is not None:
             image = self.transform(image)
         return image, label

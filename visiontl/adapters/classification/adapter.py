@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections import Counter
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -84,6 +85,11 @@ class Classifier(TaskAdapter):
             val = self._dataset(d.val, full.classes, val_tf)
             train = full
         elif d.val_fraction > 0:
+            counts = Counter(full.targets())
+            single = [full.classes[c] for c, n in sorted(counts.items()) if n == 1]
+            if single:  # said before training: its accuracy will never be measured
+                print(f"warning: {d.train}: class(es) {', '.join(single)} have a single image, which stays in "
+                      "training: they can never be validated (add images, or give data.val)", file=sys.stderr)
             tr_idx, va_idx = stratified_split(full.targets(), d.val_fraction, seed)
             train, val = full.subset(tr_idx), full.subset(va_idx, transform=val_tf)
         else:
