@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from .engine.logger import read_metrics
-from .engine.trainer import resolve_monitor
+from .engine.settings import resolve_monitor
 
 
 def report(run_dir: str | Path) -> str:

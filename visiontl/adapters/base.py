@@ -21,7 +21,7 @@ from ..engine import FinetuneConfig, Finetuner, Trainer, check_settings, load_ch
 from ..engine.finetune import choose
 from ..engine.lr_finder import LRFinderResult, lr_find
 from ..engine.distributed import to_device
-from ..engine.trainer import fit_batch_size, resolve_monitor
+from ..engine.settings import fit_batch_size, resolve_monitor
 from ..report import best_vs_last
 
 

@@ -176,14 +176,20 @@ def yolo_samples(images: list[Path], names: list[str], source: str) -> tuple[lis
     return samples, report
 
 
+def crowd_label(label):
+    """How a COCO crowd region of class ``label`` travels with the boxes: ``-1 - label`` (and
+    back: the map is its own inverse). Training leaves it out of the loss (``collate``);
+    evaluation ignores the detections that fall on it, as pycocotools does."""
+    return -1 - label
+
+
 # -- COCO JSON ------------------------------------------------------------------------
 def coco_samples(path: str | Path, images_root: str | Path = "",
                  classes: list[str] | None = None) -> tuple[list[DetectionSample], list[str], LabelReport]:
     """COCO ``instances`` JSON: ``images`` (file_name, width, height), ``annotations``
     (image_id, category_id, bbox = [x, y, w, h] in pixels), ``categories``. Category ids
     map to class indices in id order. Crowd annotations (``iscrowd: 1``) are kept as regions
-    with label ``-1 - class``: training leaves them out of the loss, evaluation ignores the
-    detections that fall on them, as pycocotools does."""
+    labelled ``crowd_label(class)``."""
     path = Path(path).expanduser()
     try:
         coco = json.loads(path.read_text())
@@ -226,7 +232,7 @@ def coco_samples(path: str | Path, images_root: str | Path = "",
         if box is not None:
             per_image[ann["image_id"]][0].append(box)
             label = index[ann["category_id"]]
-            per_image[ann["image_id"]][1].append(-1 - label if ann.get("iscrowd") else label)
+            per_image[ann["image_id"]][1].append(crowd_label(label) if ann.get("iscrowd") else label)
     samples = []
     for img in coco["images"]:
         file = root / img["file_name"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -17,21 +19,30 @@ class BadImageError(ValueError):
     """An image file that cannot be used; the message names the file and the problem."""
 
 
-def check_image(path: str | Path) -> tuple[int, int]:
-    """Read only the header: (width, height), or BadImageError. Fast enough to run on
-    every file before training starts, so a bad file fails the run at once."""
+@contextmanager
+def _opened(path: str | Path) -> Iterator[Image.Image]:
+    """``Image.open(path)`` with PIL's pixel limit as an error (a decompression bomb is
+    refused from its header); any failure while opening or decoding inside the block is a
+    BadImageError naming the file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                return im.size
+                yield im
     except FileNotFoundError:
         raise BadImageError(f"{path}: file not found") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise BadImageError(f"{path}: refused: its header claims more than {Image.MAX_IMAGE_PIXELS:,} pixels "
                             "(a decompression bomb, or an image too large to decode safely)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise BadImageError(f"{path}: not a readable image ({e})") from None
+        raise BadImageError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """Read only the header: (width, height), or BadImageError. Fast enough to run on
+    every file before training starts, so a bad file fails the run at once."""
+    with _opened(path) as im:
+        return im.size
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -40,19 +51,9 @@ def read_image(path: str | Path) -> np.ndarray:
     Grayscale is repeated to three channels, alpha is composited onto white,
     16-bit and 32-bit images are scaled to 8 bits by their type's range.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                im.load()
-                return to_rgb8(im)
-    except FileNotFoundError:
-        raise BadImageError(f"{path}: file not found") from None
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise BadImageError(f"{path}: refused: its header claims more than {Image.MAX_IMAGE_PIXELS:,} pixels "
-                            "(a decompression bomb, or an image too large to decode safely)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise BadImageError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    with _opened(path) as im:
+        im.load()
+        return to_rgb8(im)
 
 
 def to_rgb8(im: Image.Image) -> np.ndarray:
@@ -104,37 +105,35 @@ def output_stems(paths: Sequence[str | Path]) -> list[str]:
     paths = [Path(p) for p in paths]
     stems = [p.stem for p in paths]
     for depth in (1, 2, 3):
-        seen: dict[str, int] = {}
-        for s in stems:
-            seen[s] = seen.get(s, 0) + 1
-        clash = [i for i, s in enumerate(stems) if seen[s] > 1]
+        counts = Counter(stems)
+        clash = [i for i, s in enumerate(stems) if counts[s] > 1]
         if not clash:
             return stems
         for i in clash:
             parents = [q.name for q in paths[i].parents][:depth][::-1]
             stems[i] = "_".join([*(n for n in parents if n not in ("", ".", "..")), paths[i].stem])
-    seen, out = {}, []
+    seen: Counter = Counter()
+    out = []
     for s in stems:
-        seen[s] = seen.get(s, 0) + 1
+        seen[s] += 1
         out.append(s if seen[s] == 1 else f"{s}_{seen[s]}")
     return out
 
 
-def readable(paths: Sequence[str | Path]):
+def readable(paths: Sequence[str | Path]) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
     """``(path, image or None, error or None)`` per input: an unreadable image is reported, not
     raised, so one bad file does not end a whole ``predict``."""
     for path in paths:
         try:
             yield path, read_image(path), None
-        except (BadImageError, OSError) as e:
+        except BadImageError as e:
             yield path, None, str(e)
 
 
-def report_unreadable(results: list[dict], file=None) -> int:
-    """Print the inputs ``predict`` skipped (results with an ``error``); returns how many."""
+def report_unreadable(results: list[dict]) -> None:
+    """Print the inputs ``predict`` skipped (results with an ``error``) to stderr."""
     bad = [r for r in results if r.get("error")]
     if bad:
-        print(f"skipped {len(bad)} unreadable input(s) of {len(results)}:", file=file or sys.stderr)
+        print(f"skipped {len(bad)} unreadable input(s) of {len(results)}:", file=sys.stderr)
         for r in bad:
-            print(f"  {r['error']}", file=file or sys.stderr)
-    return len(bad)
+            print(f"  {r['error']}", file=sys.stderr)

@@ -6,7 +6,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -18,17 +18,19 @@ def _umask() -> int:
     return mask
 
 
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """Write ``obj`` next to ``path``, fsync, then rename over it: a crash at any point
-    leaves either the old file or the new one, never half of one."""
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
+    """``write(file)`` into a temp file of its own next to ``path``, fsync, then rename over
+    ``path``: a crash at any point leaves either the old file or the new one, never half of
+    one, and concurrent writers never share a temp file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # as open() would make it (mkstemp makes 0600)
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), 0o666 & ~_umask())  # as open() would make it (mkstemp makes 0600)
             os.fsync(f.fileno())
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -39,6 +41,11 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (:func:`write_atomic`)."""
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def link_atomic(src: str | Path, dst: str | Path) -> None:

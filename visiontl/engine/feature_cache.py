@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..backbones.weights import file_sha256
+from .checkpoint import write_atomic
 
 
 
@@ -87,16 +88,6 @@ class _Locked:
         self.f.close()
 
 
-def _write_atomic(path: Path, write: Callable) -> None:
-    """``write(tmp)`` to a temp name of this process only, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class FeatureSpace:
     """One feature space on disk, safe for concurrent processes and checked on every read.
 
@@ -116,7 +107,7 @@ class FeatureSpace:
         self.dir = root / digest
         self.dir.mkdir(parents=True, exist_ok=True)
         if not (self.dir / "key.json").is_file():
-            _write_atomic(self.dir / "key.json", lambda t: t.write_text(json.dumps(key, indent=1, sort_keys=True)))
+            write_atomic(self.dir / "key.json", lambda f: f.write(json.dumps(key, indent=1, sort_keys=True).encode()))
         self._checked: dict[str, np.ndarray] = {}  # chunks read and verified by this process
 
     # -- the index ------------------------------------------------------------------------
@@ -136,7 +127,7 @@ class FeatureSpace:
             return {"chunks": {}, "rows": {}}
 
     def _update_index(self, add: dict[str, list] | None = None, chunk: tuple[str, str] | None = None,
-                      drop_chunks: Sequence[str] = ()) -> dict:
+                      drop_chunks: Sequence[str] = ()) -> None:
         """Under the lock: the index as on disk now, plus ``add`` rows (first writer wins), plus
         ``chunk`` (name, sha256), minus ``drop_chunks`` and their rows; written back atomically."""
         with _Locked(self.dir / "lock"):
@@ -148,8 +139,7 @@ class FeatureSpace:
             index["rows"] = {h: loc for h, loc in index["rows"].items() if loc[0] in index["chunks"]}
             for h, loc in (add or {}).items():
                 index["rows"].setdefault(h, loc)
-            _write_atomic(self.dir / "index.json", lambda t: t.write_text(json.dumps(index)))
-        return index
+            write_atomic(self.dir / "index.json", lambda f: f.write(json.dumps(index).encode()))
 
     # -- chunks ---------------------------------------------------------------------------
     def _chunk(self, name: str, sha: str) -> np.ndarray | None:
@@ -198,9 +188,8 @@ class FeatureSpace:
         """Features for ``ids`` (computing the missing or damaged ones); returns (array, number computed)."""
         index = self._load_index()
         found, bad = self._valid_rows(ids, index)
-        if bad:  # forget the damaged chunks (their files stay until the cache is cleared)
+        if bad:  # forget the damaged chunks (``found`` has none of their rows; files stay until cleared)
             self._update_index(drop_chunks=bad)
-            found, _ = self._valid_rows(ids, self._load_index())
         missing, queued = [], set()
         for i, h in enumerate(ids):  # identical files are computed once
             if h not in found and h not in queued:
@@ -226,13 +215,7 @@ class FeatureSpace:
         buffer = io.BytesIO()
         np.save(buffer, rows, allow_pickle=False)
         data = buffer.getvalue()
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        _write_atomic(self.dir / name, write)  # the rows first, then the index that points at them
+        write_atomic(self.dir / name, lambda f: f.write(data))  # the rows first, then the index that points at them
         self._checked[name] = rows
         self._update_index({h: [name, k] for k, h in enumerate(hashes)}, (name, hashlib.sha256(data).hexdigest()))
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from . import distributed as dist
 from .finetune import Finetuner
 from .distributed import amp_dtype, to_device
-from .trainer import OptimConfig, TrainConfig, build_optimizer, fit_batch_size
+from .settings import OptimConfig, TrainConfig, build_optimizer, fit_batch_size
 
 
 @dataclass

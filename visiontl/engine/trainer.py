@@ -6,9 +6,9 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Literal, Union
+from typing import Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -22,98 +22,8 @@ from .finetune import FinetuneConfig, Finetuner, averages, follows_switch
 from .checkpoint import link_atomic, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
 from .logger import MetricsLogger, Progress
 from .schedules import get_lr
-
-
-@dataclass
-class OptimConfig:
-    name: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: Union[float, Literal["auto"]] = 1e-3  # auto: a learning-rate range test before training
-    weight_decay: float = 1e-4
-    momentum: float = 0.9  # sgd only
-    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
-    warmup_epochs: float = 0.0
-    min_lr_ratio: float = 0.01
-
-
-def resolve_monitor(configured: str, default: tuple[str, str]) -> tuple[str, str]:
-    """``train.monitor`` with its direction (a loss is minimised), or the task's default."""
-    return (configured, "min" if "loss" in configured else "max") if configured else default
-
-
-def fit_batch_size(cfg: "TrainConfig", n_images: int, *, announce: bool = True) -> int:
-    """``train.batch_size``, lowered when the data would give fewer than
-    ``train.min_steps_per_epoch`` optimiser steps an epoch (24 images at batch 32 is one
-    step an epoch: the schedule and the fine-tuning phases then mean nothing)."""
-    want = cfg.min_steps_per_epoch * cfg.accumulate
-    if not want or n_images >= want * cfg.batch_size:
-        return cfg.batch_size
-    size = max(2, n_images // want)
-    if size < cfg.batch_size and announce:
-        print(f"train.batch_size {cfg.batch_size} → {size}: {n_images} training images would give "
-              f"{math.ceil(n_images / cfg.batch_size / cfg.accumulate)} optimiser step(s) an epoch; "
-              f"train.min_steps_per_epoch={cfg.min_steps_per_epoch} (0 keeps the batch size)", file=sys.stderr)
-    return min(size, cfg.batch_size)
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    num_workers: int = 2
-    device: str = "auto"  # auto | cpu | cuda | cuda:1
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 (or fp16 + scaler) on CUDA, off on CPU
-    channels_last: bool = True
-    compile: bool = False
-    grad_clip: float = 0.0  # max global grad norm; 0 = off
-    accumulate: int = 1  # optimiser step every N batches
-    min_steps_per_epoch: int = 4  # a tiny dataset gets a smaller batch so an epoch has at least this many steps
-    monitor: str = ""  # metric for best.pt and early stopping, e.g. val/f1 or val/loss; "" = the task's default
-    early_stop_patience: int = 0  # epochs without improvement of the monitored metric; 0 = off
-    seed: int = 0
-    out_dir: str = "runs"
-    name: str = ""  # run directory name; default <task>-<date>-<time>
-    resume: str = ""  # a last.pt to continue from (into its run directory)
-    tensorboard: bool = False
-    progress: Literal["auto", "bar", "log", "none"] = "auto"
-
-
-def check_run_name(name: str) -> str:
-    """``train.name`` as one folder under ``train.out_dir``: never a path that leaves it."""
-    if name and (name in (".", "..") or "/" in name or "\\" in name or "\0" in name or Path(name).name != name
-                 or len(name) > 100):
-        raise ValueError(f"train.name={name[:120]!r}: a run directory name is one folder under train.out_dir "
-                         "(no / or \\, not . or .., at most 100 characters)")
-    return name
-
-
-def check_settings(train: TrainConfig, optim: OptimConfig) -> None:
-    """Values no run can use, named by their key before any data is read."""
-    for key, value, low in (("train.epochs", train.epochs, 1), ("train.batch_size", train.batch_size, 1),
-                            ("train.accumulate", train.accumulate, 1), ("train.num_workers", train.num_workers, 0),
-                            ("train.min_steps_per_epoch", train.min_steps_per_epoch, 0),
-                            ("train.early_stop_patience", train.early_stop_patience, 0),
-                            ("train.grad_clip", train.grad_clip, 0), ("optim.weight_decay", optim.weight_decay, 0),
-                            ("optim.warmup_epochs", optim.warmup_epochs, 0)):
-        if not value >= low:  # also NaN
-            raise ValueError(f"{key}={value}: must be at least {low}")
-    if optim.lr != "auto" and not (0 <= optim.lr < float("inf")):
-        raise ValueError(f"optim.lr={optim.lr}: must be a finite number ≥ 0 (or auto)")
-    if not 0 <= optim.min_lr_ratio <= 1:
-        raise ValueError(f"optim.min_lr_ratio={optim.min_lr_ratio}: must be in [0, 1]")
-    check_run_name(train.name)
-    dist.select_device(train.device)  # a device this machine does not have fails now, named
-
-
-def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
-    """All parameters, frozen ones included (they have no gradient, so no update and no
-    state), so the optimiser is the same object across fine-tuning phases and resumes."""
-    groups = [dict(g, lr=cfg.lr * g.get("lr_scale", 1.0)) for g in groups if g["params"]]
-    for g in groups:
-        g.setdefault("lr_scale", 1.0)
-    if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
-    opt = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-    return opt(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+from .settings import (OptimConfig, TrainConfig, build_optimizer, check_run_name, check_settings,
+                       fit_batch_size, resolve_monitor)
 
 
 class Trainer:

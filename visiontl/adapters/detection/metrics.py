@@ -7,13 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-IOU_THRESHOLDS = torch.linspace(0.5, 0.95, 10)
+from ...data.detection import crowd_label
 
-
-def crowd_label(label: int) -> int:
-    """How a crowd region of class ``label`` travels with the boxes: ``-1 - label``. Training
-    leaves it out of the loss; evaluation ignores detections that fall on it (COCO's rule)."""
-    return -1 - label
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # float64, as pycocotools
 
 
 def match(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, pred_classes: torch.Tensor,
@@ -27,13 +23,13 @@ def match(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, pred_classes: tor
 
     Shape: pred boxes (N, 4) xyxy, scores (N,), classes (N,); targets (M, 4), (M,).
     """
-    thresholds = np.linspace(0.5, 0.95, 10)  # float64, as pycocotools
+    thresholds = IOU_THRESHOLDS
     out = np.zeros((len(pred_boxes), len(thresholds)), np.int8)
     if len(pred_boxes) == 0 or len(true_boxes) == 0:
         return out
     labels = true_classes.cpu().numpy().astype(np.int64)
     crowd = labels < 0
-    classes = np.where(crowd, -1 - labels, labels)
+    classes = np.where(crowd, crowd_label(labels), labels)  # its own inverse
     tb, pb = true_boxes.cpu().numpy().astype(np.float64), pred_boxes.cpu().numpy().astype(np.float64)
     wh = (np.minimum(tb[:, None, 2:], pb[None, :, 2:]) - np.maximum(tb[:, None, :2], pb[None, :, :2])).clip(min=0)
     inter = wh[..., 0] * wh[..., 1]  # (M, N)
@@ -55,20 +51,18 @@ def match(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, pred_classes: tor
     claimed = [set() for _ in thresholds]
     p_sorted = p_idx[pairs]
     starts = [0, *(np.flatnonzero(np.diff(p_sorted)) + 1).tolist(), len(pairs)]
-    t_list, v_list, thr = t_idx[pairs].tolist(), values[pairs].tolist(), list(enumerate(thresholds.tolist()))
+    p_list, t_list, v_list = p_sorted.tolist(), t_idx[pairs].tolist(), values[pairs].tolist()
     hits = []
     for start, end in zip(starts, starts[1:]):  # one prediction's candidate targets at a time
         candidates = list(zip(t_list[start:end], v_list[start:end]))
-        for ti, t in thr:
-            taken = claimed[ti]
+        for ti, t in enumerate(thresholds.tolist()):
             for target, value in candidates:
                 if value < t:
                     break
-                if target not in taken:
-                    taken.add(target)
-                    hits.append((start, ti))
+                if target not in claimed[ti]:
+                    claimed[ti].add(target)
+                    hits.append((p_list[start], ti))
                     break
-    hits = [(int(p_sorted[start]), ti) for start, ti in hits]
     if hits:
         rows, cols = zip(*hits)
         out[list(rows), list(cols)] = 1
