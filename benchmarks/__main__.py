@@ -1,12 +1,13 @@
 """python -m benchmarks ENTRY [options] — entries: classification, export, cache, strategies, detection,
-segmentation, style, recipes, switch_probe."""
+segmentation, style, recipes, switch_probe, coco_eval."""
 import sys
 
 ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "cache": "benchmarks.cache",
            "strategies": "benchmarks.strategies", "recipes": "benchmarks.recipes",
            "detection": "benchmarks.detection",
            "segmentation": "benchmarks.segmentation",
-           "style": "benchmarks.style", "switch_probe": "benchmarks.switch_probe"}
+           "style": "benchmarks.style", "switch_probe": "benchmarks.switch_probe",
+           "coco_eval": "benchmarks.coco_eval"}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ENTRIES:

@@ -160,7 +160,7 @@ def _ours_and_pycocotools(gts, preds, crowds=None):
     coco.createIndex()
     ev = COCOeval(coco, coco.loadRes(dets), "bbox")
     ev.params.areaRng, ev.params.areaRngLbl = [[0, 1e10]], ["all"]
-    ev.params.maxDets = [100]
+    ev.params.maxDets = [max(100, *(len(p) for p, _, _ in preds))]  # all of them, as visiontl
     ev.evaluate()
     ev.accumulate()
     precision = ev.eval["precision"][:, :, :, 0, 0]  # (iou, recall, class)
@@ -171,6 +171,31 @@ def _ours_and_pycocotools(gts, preds, crowds=None):
 def test_map_agrees_with_pycocotools(seed):
     pytest.importorskip("pycocotools")
     metrics, coco_map, coco_map50 = _ours_and_pycocotools(*_random_case(seed))
+    assert metrics["mAP50-95"] == pytest.approx(coco_map, abs=1e-9)
+    assert metrics["mAP50"] == pytest.approx(coco_map50, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_map_agrees_with_pycocotools_on_crowded_scenes(seed):
+    """300 detections per image, several on each of 60 objects, exact duplicate boxes and
+    equal scores (ties in IoU and in score order), and a crowd region."""
+    pytest.importorskip("pycocotools")
+    rng = np.random.default_rng(seed)
+    gts, preds, crowds = [], [], []
+    for _ in range(3):
+        xy = rng.uniform(0, 500, (60, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(10, 60, (60, 2))], 1)
+        labels = rng.integers(0, 2, 60)
+        src = rng.integers(0, 60, 300)
+        p = boxes[src] + rng.normal(0, 5, (300, 4)).round()  # rounding: many equal IoUs
+        p[:, 2:] = np.maximum(p[:, 2:], p[:, :2] + 1)
+        p[::7] = p[1::7][: len(p[::7])]  # exact duplicates
+        scores = rng.choice(np.linspace(0.01, 1, 40), 300)  # many equal scores
+        pl = np.where(rng.uniform(size=300) < 0.9, labels[src], 1 - labels[src])
+        gts.append((boxes, labels))
+        preds.append((p, pl, scores))
+        crowds.append((np.array([[100.0, 100, 220, 200]]), np.array([0])))
+    metrics, coco_map, coco_map50 = _ours_and_pycocotools(gts, preds, crowds)
     assert metrics["mAP50-95"] == pytest.approx(coco_map, abs=1e-9)
     assert metrics["mAP50"] == pytest.approx(coco_map50, abs=1e-9)
 

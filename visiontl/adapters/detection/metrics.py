@@ -24,49 +24,56 @@ def match(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, pred_classes: tor
     Shape: pred boxes (N, 4) xyxy, scores (N,), classes (N,); targets (M, 4), (M,).
     """
     thresholds = IOU_THRESHOLDS
-    out = np.zeros((len(pred_boxes), len(thresholds)), np.int8)
     if len(pred_boxes) == 0 or len(true_boxes) == 0:
-        return out
+        return np.zeros((len(pred_boxes), len(thresholds)), np.int8)
     labels = true_classes.cpu().numpy().astype(np.int64)
     crowd = labels < 0
     classes = np.where(crowd, crowd_label(labels), labels)  # its own inverse
     tb, pb = true_boxes.cpu().numpy().astype(np.float64), pred_boxes.cpu().numpy().astype(np.float64)
-    wh = (np.minimum(tb[:, None, 2:], pb[None, :, 2:]) - np.maximum(tb[:, None, :2], pb[None, :, :2])).clip(min=0)
-    inter = wh[..., 0] * wh[..., 1]  # (M, N)
-    area_t = (tb[:, 2] - tb[:, 0]) * (tb[:, 3] - tb[:, 1])
-    area_p = (pb[:, 2] - pb[:, 0]) * (pb[:, 3] - pb[:, 1])
-    union = np.where(crowd[:, None], area_p[None, :], area_t[:, None] + area_p[None, :] - inter)
-    iou = inter / np.maximum(union, 1e-12)  # a crowd region: the share of the prediction inside it
-    iou[classes[:, None] != pred_classes.cpu().numpy().astype(np.int64)[None, :]] = -1.0  # another class never matches
-    regular = np.where(crowd[:, None], -1.0, iou)
-    if crowd.any():  # where no target is claimed below, a prediction on a crowd region is ignored
-        out[iou[crowd].max(0)[:, None] >= thresholds] = -1
-    # every (prediction, target) pair that can match at all, each prediction's targets by IoU
-    # (the later target first on a tie), predictions by score: then a short loop in Python
+    # pairs that overlap along x (M, N), then the rest only for those: most pairs are far apart
+    tx1, ty1, tx2, ty2 = tb.T
+    px1, py1, px2, py2 = pb.T
+    width = np.minimum(tx2[:, None], px2)
+    width -= np.maximum(tx1[:, None], px1)
+    candidate = width > 0
+    candidate &= classes[:, None] == pred_classes.cpu().numpy().astype(np.int64)[None, :]
+    t_idx, p_idx = np.divmod(np.flatnonzero(candidate), len(pb))  # faster than a 2-D nonzero
+    height = np.minimum(ty2[t_idx], py2[p_idx]) - np.maximum(ty1[t_idx], py1[p_idx])
+    overlap = height > 0
+    t_idx, p_idx = t_idx[overlap], p_idx[overlap]
+    inter = width[t_idx, p_idx] * height[overlap]
+    area_t, area_p = (tx2 - tx1)[t_idx] * (ty2 - ty1)[t_idx], (px2 - px1)[p_idx] * (py2 - py1)[p_idx]
+    on_crowd = crowd[t_idx]  # for a crowd region: the share of the prediction inside it
+    value = inter / np.where(on_crowd, area_p, area_t + area_p - inter)
+    reach = (1 << np.searchsorted(thresholds, value, side="right")) - 1  # bit i: IoU ≥ threshold i
+    ignored = np.zeros(len(pred_boxes), np.int64)  # where it claims no target, one on a crowd region is ignored
+    np.bitwise_or.at(ignored, p_idx[on_crowd], reach[on_crowd])
+    # each prediction's targets by IoU (the later target first on a tie), predictions by score,
+    # then one short loop in Python with the ten thresholds as the bits of an int
     rank = np.empty(len(pred_boxes), np.int64)
     rank[np.argsort(-pred_scores.cpu().numpy(), kind="mergesort")] = np.arange(len(pred_boxes))
-    t_idx, p_idx = np.nonzero(regular >= thresholds[0])
-    values = regular[t_idx, p_idx]
-    pairs = np.lexsort((-t_idx, -values, rank[p_idx]))
-    claimed = [set() for _ in thresholds]
-    p_sorted = p_idx[pairs]
-    starts = [0, *(np.flatnonzero(np.diff(p_sorted)) + 1).tolist(), len(pairs)]
-    p_list, t_list, v_list = p_sorted.tolist(), t_idx[pairs].tolist(), values[pairs].tolist()
-    hits = []
-    for start, end in zip(starts, starts[1:]):  # one prediction's candidate targets at a time
-        candidates = list(zip(t_list[start:end], v_list[start:end]))
-        for ti, t in enumerate(thresholds.tolist()):
-            for target, value in candidates:
-                if value < t:
-                    break
-                if target not in claimed[ti]:
-                    claimed[ti].add(target)
-                    hits.append((p_list[start], ti))
-                    break
-    if hits:
-        rows, cols = zip(*hits)
-        out[list(rows), list(cols)] = 1
-    return out
+    regular = ~on_crowd & (reach > 0)
+    t_idx, p_idx, value, reach = t_idx[regular], p_idx[regular], value[regular], reach[regular]
+    pairs = np.lexsort((-t_idx, -value, rank[p_idx]))
+    claimed = [0] * len(true_boxes)  # per target: the thresholds at which it is taken
+    hits = [0] * len(pred_boxes)
+    last, wanted = -1, 0
+    for p, t, bits in zip(p_idx[pairs].tolist(), t_idx[pairs].tolist(), reach[pairs].tolist()):
+        if p != last:  # a new prediction: it wants a target at every threshold its best IoU reaches
+            last, wanted = p, bits
+        free = wanted & bits & ~claimed[t]
+        if free:
+            claimed[t] |= free
+            hits[p] |= free
+            wanted &= ~free
+    # back from bits to (N, 10): 1 where claimed, else -1 where on a crowd region, else 0
+    hits = np.array(hits, "<u2")
+    return (_unpack(hits).astype(np.int8) - _unpack(ignored.astype("<u2") & ~hits)).astype(np.int8)
+
+
+def _unpack(bits: np.ndarray) -> np.ndarray:
+    """(N,) little-endian uint16 of threshold bits → (N, 10) uint8 of 0/1."""
+    return np.unpackbits(bits.view(np.uint8).reshape(-1, 2), axis=1, bitorder="little")[:, :len(IOU_THRESHOLDS)]
 
 
 RECALL_POINTS = np.linspace(0, 1, 101)
@@ -78,21 +85,21 @@ def average_precision(outcome: np.ndarray, scores: np.ndarray, n_true: int) -> t
     envelope at 101 recall points at the first threshold, precision and recall at the
     best-F1 score at the first threshold)."""
     order = np.argsort(-scores, kind="mergesort")  # COCO's stable sort
-    outcome = outcome[order]
-    tps, fps = np.cumsum(outcome == 1, 0, dtype=np.float64), np.cumsum(outcome == 0, 0, dtype=np.float64)
+    outcome = np.ascontiguousarray(outcome[order].T)  # (T, N): each threshold's run is contiguous
+    tps, fps = np.cumsum(outcome == 1, 1), np.cumsum(outcome == 0, 1)
     recall = tps / max(n_true, 1)
     precision = tps / np.maximum(tps + fps, np.finfo(np.float64).eps)
-    ap, envelope0 = np.zeros(outcome.shape[1]), np.zeros(len(RECALL_POINTS))
-    for t in range(outcome.shape[1]):
-        env = np.maximum.accumulate(precision[::-1, t])[::-1]  # best precision at this recall or more
-        idx = np.searchsorted(recall[:, t], RECALL_POINTS, side="left")
+    ap, envelope0 = np.zeros(len(outcome)), np.zeros(len(RECALL_POINTS))
+    for t in range(len(outcome)):
+        env = np.maximum.accumulate(precision[t, ::-1])[::-1]  # best precision at this recall or more
+        idx = np.searchsorted(recall[t], RECALL_POINTS, side="left")
         sampled = np.where(idx < len(env), env[np.minimum(idx, len(env) - 1)], 0.0)
         ap[t] = sampled.mean()
         if t == 0:
             envelope0 = sampled
-    f1 = 2 * precision[:, 0] * recall[:, 0] / np.maximum(precision[:, 0] + recall[:, 0], 1e-16)
+    f1 = 2 * precision[0] * recall[0] / np.maximum(precision[0] + recall[0], 1e-16)
     best = int(np.argmax(f1))
-    return ap, envelope0, float(precision[best, 0]), float(recall[best, 0])
+    return ap, envelope0, float(precision[0, best]), float(recall[0, best])
 
 
 def summarize(stats: dict[str, list], names: list[str]) -> tuple[dict[str, float], dict]:
