@@ -163,6 +163,21 @@ def test_predict_skips_bad_inputs_and_keeps_same_names_apart(tmp_path, task, cap
     assert written == expected[task]
 
 
+@pytest.mark.parametrize("task", ["detect", "segment", "stylize"])
+def test_predict_outputs_of_very_long_file_names_fit_the_file_system(tmp_path, task):
+    """Two 250-character names differing only at the end: each gets its own output, named
+    within the file system's 255-byte limit."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for end in ("1", "2"):
+        Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(folder / ("é" * 120 + "x" * 5 + f"{end}.png"))
+    results = _untrained(task).predict_to(folder, out_dir=tmp_path / "out")
+    assert len(results) == 2 and not any(r.get("error") for r in results)
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert len(written) == (4 if task == "segment" else 2) and max(len(n.encode()) for n in written) <= 255
+
+
 def test_cli_predict_exit_status_says_some_inputs_were_skipped(tmp_path, image_folder):
     clf = _untrained("classify")
     clf.config.data.image_size = 32

@@ -4,10 +4,13 @@ Each crafted file carries a payload that would create a marker file; every entry
 refuse the file with an error naming it and the refused entry, and the marker must never
 appear."""
 import copy
+import warnings
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from conftest import tiny_detect_config
 from visiontl.cli import main
@@ -240,3 +243,33 @@ def test_stylize_rejects_impossible_steps_and_size(tmp_path, capsys, option):
     assert main(["stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"), "--weights", "none", *option,
                  "--out", str(tmp_path / "o")]) == 2
     assert f"{option[0][2:]}=" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", ["x" * 300, "x/" * 3000])
+def test_a_path_too_long_for_the_system_is_one_line(tmp_path, capsys, path):
+    argv = ["train", "classify", f"data.train={tmp_path / path}", f"train.out_dir={tmp_path / 'runs'}",
+            "model.backbone=mobilenet_v3_small", "model.weights=none"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: File name too long: ") and len(err[0]) < 300, err[-3:]
+
+
+
+def test_very_long_class_and_file_names_train_and_plot(tmp_path):
+    """A 240-character class folder of 245-character file names trains and draws its plots
+    (labels shortened to fit)."""
+    from conftest import tiny_config
+
+    from visiontl.adapters import Classifier
+
+    rng = np.random.default_rng(0)
+    for name in ("c" * 240, "b"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                tmp_path / "d" / name / ("i" * 245 + f"{i}.png"))
+    clf = Classifier(config=tiny_config(tmp_path / "d", tmp_path / "runs", train__epochs=1, train__name="r"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # matplotlib: "Tight layout not applied"
+        clf.fit()
+    assert (tmp_path / "runs" / "r" / "confusion_matrix.png").exists()

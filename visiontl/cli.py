@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -136,6 +137,16 @@ def main(argv: list[str] | None = None) -> int:
             message = message.strip().splitlines()[-1].split(": ", 1)[-1]
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the system refuses (too long, not a folder, no permission, disk full)
+        where = f": {_short_path(e.filename)}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+
+
+def _short_path(path) -> str:
+    """A path for a one-line message: a very long one keeps its start and end."""
+    path = os.fsdecode(path)
+    return repr(path) if len(path) <= 200 else f"'{path[:80]}…{path[-100:]}' ({len(path)} characters)"
 
 
 def _run(args) -> int:

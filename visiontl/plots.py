@@ -14,6 +14,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def short(text: str, limit: int = 24) -> str:
+    """A label that fits a plot: long class or file names keep their start and end."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit // 2 - 1]}…{text[-(limit - limit // 2):]}"
+
+
 def curves(history: list[dict], path: str | Path) -> Path:
     """One panel for losses, one for every other validation metric, against epochs."""
     epochs = [h["epoch"] for h in history]
@@ -55,8 +61,8 @@ def confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, title: s
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title)
-    ax.set_xticklabels(classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticklabels(classes, fontsize=8)
+    ax.set_xticklabels([short(c) for c in classes], rotation=45, ha="right", fontsize=8)
+    ax.set_yticklabels([short(c) for c in classes], fontsize=8)
     if n <= 30:
         for i in range(n):
             for j in range(n):
@@ -76,7 +82,8 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str | 
     for k, (img, text) in enumerate(zip(images, titles)):
         ax = axes.flat[k]
         ax.imshow(img)
-        ax.set_title(text, fontsize=7, color=(colors[k] if colors else "black"))
+        ax.set_title("\n".join(short(line, 40) for line in str(text).splitlines()), fontsize=7,
+                     color=(colors[k] if colors else "black"))
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -95,7 +102,7 @@ def pr_curves(recall: np.ndarray, precision: np.ndarray, classes: Sequence[str],
     """Precision–recall at IoU 0.5, one curve per class and their mean."""
     fig, ax = plt.subplots(figsize=(6, 5))
     for curve, name, ap in zip(precision, classes, ap50):
-        ax.plot(recall, curve, lw=1, label=f"{name} {ap:.3f}")
+        ax.plot(recall, curve, lw=1, label=f"{short(name)} {ap:.3f}")
     if len(classes) > 1:
         ax.plot(recall, np.mean(precision, 0), lw=2.5, color="black", label=f"all classes {np.mean(ap50):.3f} mAP50")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="precision–recall (IoU 0.5)")
@@ -111,7 +118,7 @@ def bars(names: Sequence[str], values: Sequence[float], path: str | Path, *, yla
     for bar, v in zip(drawn, values):
         ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
                     fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
+    ax.set_xticks(range(len(names)), [short(n) for n in names], rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
     ax.set(ylabel=ylabel, ylim=(0, 1.05), title=title)
     return _save(fig, path)
 
@@ -126,7 +133,7 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, *, labels: Sequence[str] = 
     for k, box in enumerate(np.asarray(boxes).reshape(-1, 4).tolist()):
         draw.rectangle(box, outline=tuple(color), width=width)
         if k < len(labels) and labels[k]:
-            draw.text((box[0] + 2, max(0, box[1] - 11)), labels[k], fill=tuple(color))
+            draw.text((box[0] + 2, max(0, box[1] - 11)), short(labels[k], 32), fill=tuple(color))
     return np.asarray(im)
 
 

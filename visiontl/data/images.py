@@ -2,6 +2,7 @@
 or a clear error that names the file."""
 from __future__ import annotations
 
+import hashlib
 import sys
 import warnings
 from collections import Counter
@@ -101,9 +102,10 @@ def expand_inputs(inputs) -> list[Path]:
 def output_stems(paths: Sequence[str | Path]) -> list[str]:
     """A distinct file-name stem per input for the files predict writes: the image's own stem,
     or, where two inputs share it (``a/x.png``, ``b/x.png``), their parent folders' names in
-    front (``a_x``, ``b_x``), then a number."""
+    front (``a_x``, ``b_x``), then a number. A stem too long for a file name with a suffix
+    (over 200 bytes) keeps its start and a short hash of the whole."""
     paths = [Path(p) for p in paths]
-    stems = [p.stem for p in paths]
+    stems = [_fitting(p.stem) for p in paths]
     for depth in (1, 2, 3):
         counts = Counter(stems)
         clash = [i for i, s in enumerate(stems) if counts[s] > 1]
@@ -111,13 +113,20 @@ def output_stems(paths: Sequence[str | Path]) -> list[str]:
             return stems
         for i in clash:
             parents = [q.name for q in paths[i].parents][:depth][::-1]
-            stems[i] = "_".join([*(n for n in parents if n not in ("", ".", "..")), paths[i].stem])
+            stems[i] = _fitting("_".join([*(n for n in parents if n not in ("", ".", "..")), paths[i].stem]))
     seen: Counter = Counter()
     out = []
     for s in stems:
         seen[s] += 1
         out.append(s if seen[s] == 1 else f"{s}_{seen[s]}")
     return out
+
+
+def _fitting(stem: str, limit: int = 200) -> str:
+    raw = stem.encode()
+    if len(raw) <= limit:
+        return stem
+    return raw[:limit - 11].decode(errors="ignore") + "-" + hashlib.sha256(raw).hexdigest()[:10]
 
 
 def readable(paths: Sequence[str | Path]) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
