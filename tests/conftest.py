@@ -11,7 +11,7 @@ os.environ["TORCH_HOME"] = str(_tmp / "torch")  # an empty hub cache: weights co
 os.environ["VISIONTL_CACHE"] = str(_tmp / "cache")
 os.environ.setdefault("MPLCONFIGDIR", str(_tmp / "mpl"))
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["YOLO_OFFLINE"] = "1"  # ultralytics: no network, no settings in the home folder, no installs
+os.environ["YOLO_OFFLINE"] = "true"  # ultralytics: no network, no settings in the home folder, no installs
 os.environ["YOLO_AUTOINSTALL"] = "False"
 os.environ["YOLO_CONFIG_DIR"] = str(_tmp / "ultralytics")
 os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"

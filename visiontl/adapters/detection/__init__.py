@@ -5,10 +5,10 @@ reach the network or install packages at run time; visiontl needs neither from i
 """
 import os
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "true")  # 8.4.0 reads only "true" (no DNS look-up at import)
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
-# ultralytics ≥ 8.4 can build models without eval and from known layers only; visiontl checks
-# every architecture itself first (native.check_architecture), this is a second line
+# recent ultralytics releases can build models without eval and from known layers only; visiontl
+# checks every architecture itself first (native.check_architecture), this is a second line
 os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
 
 import torch as _torch  # noqa: E402
