@@ -99,10 +99,13 @@ def tiny_detect_config(data_yaml: Path, out: Path, **overrides):
 
 
 def _override(cfg, overrides: dict):
-    """``section__name=value`` keyword arguments set ``cfg.section.name``."""
+    """``section__name=value`` keyword arguments set ``cfg.section.name`` (any depth)."""
     for key, value in overrides.items():
-        section, name = key.split("__")
-        setattr(getattr(cfg, section), name, value)
+        *path, name = key.split("__")
+        target = cfg
+        for part in path:
+            target = getattr(target, part)
+        setattr(target, name, value)
     return cfg
 
 

@@ -296,7 +296,8 @@ def test_small_images_are_scaled_up_to_the_input_size(tmp_path, capsys):
     from visiontl.data.seg_transforms import SegmentAugment, SegmentTrain
 
     data = make_segmentation_set(tmp_path / "small", n=8, size=40)
-    seg = Segmenter(config=tiny_segment_config(data, tmp_path / "runs"))
+    seg = Segmenter(config=tiny_segment_config(data, tmp_path / "runs", data__augment__scale_min=1.0,
+                                               data__augment__scale_max=1.0))  # no random shrinking
     train, _ = seg.datasets()
     assert "smaller than data.image_size=64" in capsys.readouterr().err
     image, mask = train[0]
