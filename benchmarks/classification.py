@@ -87,9 +87,9 @@ def accuracy_run(train_dir: Path, val_dir: Path, weights: str, args, out: Path) 
 
 
 def plot(result: dict, path: Path) -> None:
-    from visiontl.plots import plt
+    from visiontl.plots import save, subplots
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     names = list(result["throughput"]["rates"])
     for i, n in enumerate(names):
         rates = result["throughput"]["rates"][n]
@@ -105,9 +105,7 @@ def plot(result: dict, path: Path) -> None:
     axes[1].legend()
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
 
 
 def main() -> None:

@@ -69,9 +69,9 @@ def plot_curves(rows: list[dict], metric: str, path: Path, *, title: str, ylabel
                 reference: dict | None = None, reference_value: float | None = None) -> Path:
     """``metric`` against epochs for every row with a ``history``; ``reference`` (a row
     without one) as a dashed line at ``reference_value``."""
-    from visiontl.plots import plt
+    from visiontl.plots import save, subplots
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     for r in rows:
         if "history" in r:
             ax.plot([h["epoch"] for h in r["history"]], [h[metric] for h in r["history"]], marker="o", ms=3,
@@ -81,7 +81,5 @@ def plot_curves(rows: list[dict], metric: str, path: Path, *, title: str, ylabel
     ax.set(xlabel="epoch", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)
     return path

@@ -26,7 +26,7 @@ from visiontl.adapters import Classifier, ClassifyConfig
 from visiontl.config import load_config
 from visiontl.data.builtin import materialize
 from visiontl.engine import load_checkpoint
-from visiontl.plots import plt
+from visiontl.plots import save, subplots
 
 from . import datasets, harness, recipes_segment
 
@@ -192,7 +192,7 @@ def table(results: dict, datasets: list[str]) -> str:
 
 
 def plot(results: dict, datasets: list[str], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
+    fig, axes = subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
     for ax, d in zip(axes[0], datasets):
         for name, r in results.get(d, {}).items():
             if "resolved" in r:  # auto: the same runs as the strategy it chose
@@ -203,9 +203,7 @@ def plot(results: dict, datasets: list[str], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel("tune accuracy (median of seeds)")
     axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)
 
 
 def main() -> None:

@@ -149,15 +149,13 @@ def strip_figure(seg, path: Path) -> Path:
     panels = [(rgb, "validation strip: the bottom quarter of img2d.tif, never trained on"),
               (plots.overlay_mask(rgb, truth, palette), "true nuclei (mask2d.tif)"),
               (plots.overlay_mask(rgb, pred, palette), f"predicted, in overlapping tiles (nucleus IoU {iou:.3f})")]
-    fig, axes = plots.plt.subplots(3, 1, figsize=(10, 8.2))
+    fig, axes = plots.subplots(3, 1, figsize=(10, 8.2))
     for ax, (img, title) in zip(axes, panels):
         ax.imshow(img)
         ax.set_title(title, fontsize=10)
         ax.axis("off")
     fig.suptitle(f"U-Net, {seg.config.model.backbone} encoder (ImageNet), 20 epochs on 117 tiles")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plots.plt.close(fig)
+    plots.save(fig, path, dpi=110)
     return path
 
 

@@ -22,7 +22,7 @@ import torch
 from visiontl.adapters import Classifier, ClassifyConfig
 from visiontl.backbones import list_backbones
 from visiontl.data.builtin import default_dataset, materialize
-from visiontl.plots import plt
+from visiontl.plots import save, subplots
 
 from . import harness
 
@@ -81,7 +81,7 @@ def table(rows: list[dict], backbones: list[str]) -> str:
 
 
 def plot(rows: list[dict], backbones: list[str], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = subplots(figsize=(8, 4))
     width = 0.8 / len(SETTINGS)
     for i, (label, *_) in enumerate(SETTINGS):
         values = [next(x for x in rows if x["backbone"] == b and x["setting"] == label).get("test_accuracy")
@@ -96,9 +96,7 @@ def plot(rows: list[dict], backbones: list[str], path: Path, title: str) -> None
     ax.set_ylim(0, 1.15)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper center", ncol=len(SETTINGS), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)
 
 
 def main() -> None:

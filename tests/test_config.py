@@ -38,3 +38,27 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(ClassifyConfig, None, ["optim.lr=0.05", "data.train=/x", "loss.class_weights=balanced"])
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(ClassifyConfig, tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("task", ["classify", "detect", "segment", "stylize"])
+def test_task_help_lists_every_config_key_with_type_default_and_meaning(task, capsys):
+    from visiontl.adapters import TASKS
+    from visiontl.cli import main
+    from visiontl.config import describe
+
+    assert main(["train", task, "--help"]) == 0
+    out = capsys.readouterr().out
+    rows = [r for r in describe(TASKS[task][1]) if r[0] != "task"]
+    assert len(rows) > 40
+    for key, tp, default, doc in rows:
+        assert doc, f"{task}: config key {key} has no description (a trailing # comment on its field)"
+        line = next(line for line in out.splitlines() if line.strip().startswith(f"{key}="))
+        assert f"{key}={default}" in line and tp in line and doc in line
+    assert "--dry-run" in out  # the command's own options come first
+
+
+def test_help_of_an_unknown_task_names_the_valid_ones(capsys):
+    from visiontl.cli import main
+
+    assert main(["train", "regress", "--help"]) == 2
+    assert "valid tasks: classify, detect, segment, stylize" in capsys.readouterr().err

@@ -1,4 +1,7 @@
-"""visiontl — multi-task vision transfer learning on one backbone registry and one engine."""
+"""visiontl — multi-task vision transfer learning on one backbone registry and one engine.
+
+Importing the package loads nothing heavy: torch and the task libraries load on first use
+(``visiontl --help`` answers without them)."""
 __version__ = "0.1.0"
 
 import os
@@ -7,6 +10,12 @@ import os
 # visiontl never touches the network on its own
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from .backbones import create_backbone, list_backbones  # noqa: E402
-
 __all__ = ["create_backbone", "list_backbones", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("create_backbone", "list_backbones"):
+        from . import backbones
+
+        return getattr(backbones, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -95,7 +95,25 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", choices=["fashion-mnist", "digits"])
     d.add_argument("--backbone", default="mobilenet_v2")
     d.add_argument("--out", default="runs/demo")
+    p.task_parsers = {"train": t, "lr-find": lf}  # for `visiontl train TASK --help`
     return p
+
+
+def _task_help(parser: argparse.ArgumentParser, command: str, task: str) -> str:
+    """``visiontl train TASK --help``: the command's options, then every config key of the
+    task with its type, default and description."""
+    from .adapters import TASKS
+    from .config import describe
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    rows = [r for r in describe(TASKS[task][1]) if r[0] != "task"]
+    width = max(len(f"{key}={default}") for key, _, default, _ in rows)
+    lines = [f"  {key}={default}".ljust(width + 4) + f"{tp}" + (f" — {doc}" if doc else "")
+             for key, tp, default, doc in rows]
+    usage = parser.task_parsers[command].format_help()
+    return (f"{usage}\nconfig keys of {task} (key=default, then type and meaning); set them in a YAML "
+            f"file (-c) or as key=value:\n" + "\n".join(lines) + "\n")
 
 
 def _load(checkpoint: str):
@@ -120,6 +138,15 @@ def _from_config(task: str, config: str | None, overrides: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) >= 2 and argv[0] in ("train", "lr-find") and not argv[1].startswith("-") and \
+            {"-h", "--help"} & set(argv):
+        try:
+            print(_task_help(parser, argv[0], argv[1]), end="")
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     args, extra = parser.parse_known_args(argv)
     from .backbones.weights import WeightsUnavailable  # after parsing: --help needs no torch
     if extra and not (args.command in ("train", "lr-find") and all("=" in e for e in extra)):

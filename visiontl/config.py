@@ -175,3 +175,54 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(key, type, default, description)`` for every leaf field of the config dataclass
+    ``cls``, nested sections as dotted keys; the description is the field's trailing comment
+    in the source (what ``visiontl train TASK --help`` lists)."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    comments = _field_comments(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += describe(tp, f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
+        rows.append((prefix + f.name, _type_name(tp), yaml.safe_dump(default, default_flow_style=True).strip()
+                     .removesuffix("...").strip(), comments.get(f.name, "")))
+    return rows
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return " | ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args if a is not type(None)) + (" | null" if type(None) in args else "")
+    if origin in (list, tuple):
+        return f"list[{', '.join(_type_name(a) for a in args if a is not Ellipsis)}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Field name → the ``# comment`` on its line(s), read from the class's source with
+    ``ast`` and ``tokenize`` (nothing is executed)."""
+    import ast
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    fields = {line: node.target.id for node in ast.parse(source).body[0].body
+              if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+              for line in range(node.lineno, node.end_lineno + 1)}  # the comment may end any line of it
+    return {fields[tok.start[0]]: tok.string.lstrip("#").strip()
+            for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+            if tok.type == tokenize.COMMENT and tok.start[0] in fields}

@@ -1,17 +1,21 @@
-"""Plots every task shares: curves from ``metrics.csv``, confusion matrices, image grids."""
+"""Plots every task shares: curves from ``metrics.csv``, confusion matrices, image grids.
+
+Figures are drawn with matplotlib's object API (``Figure``), never through pyplot: importing
+visiontl chooses no backend, so inline plots in a notebook keep working beside it."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
 
-os.environ.setdefault("MPLBACKEND", "Agg")
-import matplotlib  # noqa: E402
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+def subplots(*args, figsize: tuple[float, float] | None = None, **kwargs):
+    """``(figure, axes)`` like ``pyplot.subplots``, on a figure pyplot does not track (save it
+    with :func:`save`)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def short(text: str, limit: int = 24) -> str:
@@ -25,7 +29,7 @@ def curves(history: list[dict], path: str | Path) -> Path:
     epochs = [h["epoch"] for h in history]
     losses = [k for k in history[0] if k.endswith("loss")]
     others = [k for k in history[0] if k.startswith("val/") and not k.endswith("loss")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     for k in losses:
         axes[0].plot(epochs, [h.get(k, np.nan) for h in history], marker="o", label=k)
     axes[0].set(title="loss", xlabel="epoch")
@@ -36,12 +40,12 @@ def curves(history: list[dict], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def step_curves(history: list[dict], keys: Sequence[str], path: str | Path, *, title: str = "") -> Path:
     """Each of ``keys`` against ``step`` on a log scale, one panel each."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
+    fig, axes = subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
     steps = [h["step"] for h in history]
     for ax, k in zip(axes[0], keys):
         ax.plot(steps, [max(h[k], 1e-12) for h in history])
@@ -49,7 +53,7 @@ def step_curves(history: list[dict], keys: Sequence[str], path: str | Path, *, t
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "confusion matrix") -> Path:
@@ -58,7 +62,7 @@ def confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, title: s
     n = len(classes)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     size = max(4.0, 0.5 * n + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig, ax = subplots(figsize=(size + 1, size))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title)
     ax.set_xticklabels([short(c) for c in classes], rotation=45, ha="right", fontsize=8)
@@ -69,14 +73,14 @@ def confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, title: s
                 ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str | Path, *,
                colors: Sequence[str] | None = None, cols: int = 6, title: str = "") -> Path:
     """A grid of RGB uint8 images with a caption each."""
     rows = max(1, -(-len(images) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for k, (img, text) in enumerate(zip(images, titles)):
@@ -86,21 +90,20 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str | 
                      color=(colors[k] if colors else "black"))
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:
+def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.savefig(path, dpi=dpi)
     return path
 
 
 def pr_curves(recall: np.ndarray, precision: np.ndarray, classes: Sequence[str], ap50: Sequence[float],
               path: str | Path) -> Path:
     """Precision–recall at IoU 0.5, one curve per class and their mean."""
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = subplots(figsize=(6, 5))
     for curve, name, ap in zip(precision, classes, ap50):
         ax.plot(recall, curve, lw=1, label=f"{short(name)} {ap:.3f}")
     if len(classes) > 1:
@@ -108,19 +111,19 @@ def pr_curves(recall: np.ndarray, precision: np.ndarray, classes: Sequence[str],
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="precision–recall (IoU 0.5)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def bars(names: Sequence[str], values: Sequence[float], path: str | Path, *, ylabel: str, title: str = "") -> Path:
     """One bar per name, its value written on it (per-class AP / IoU)."""
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(names) + 2), 4))
+    fig, ax = subplots(figsize=(max(4.0, 0.6 * len(names) + 2), 4))
     drawn = ax.bar(range(len(names)), values, color="tab:blue")
     for bar, v in zip(drawn, values):
         ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
                     fontsize=8)
     ax.set_xticks(range(len(names)), [short(n) for n in names], rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
     ax.set(ylabel=ylabel, ylim=(0, 1.05), title=title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, *, labels: Sequence[str] = (), color=(255, 0, 0),

@@ -16,7 +16,7 @@ import torch
 @dataclass
 class SegmentAugment:
     scale_min: float = 0.75  # random rescale before cropping, in [scale_min, scale_max]
-    scale_max: float = 1.25
+    scale_max: float = 1.25  # (scale_min < 1: a smaller view padded with void)
     hflip: float = 0.5  # probability
     vflip: float = 0.0  # probability (microscopy and aerial images have no "up")
     rotate90: bool = False  # random multiples of 90° (microscopy, aerial)

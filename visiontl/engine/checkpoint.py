@@ -5,6 +5,7 @@ import os
 import random
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -101,3 +102,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def seeded(seed: int):
+    """Python, NumPy and torch seeded inside the block (a model's random-init layers come out
+    the same every time) and put back as they were after it: building a model leaves the
+    caller's random state alone."""
+    saved = rng_state()
+    seed_everything(seed)
+    try:
+        yield
+    finally:
+        set_rng_state(saved)

@@ -54,7 +54,7 @@ from ..backbones.base import NORMS, freeze, set_bn_eval
 
 @dataclass
 class FinetuneConfig:
-    strategy: Literal["frozen", "last_n", "full", "two_phase", "gradual", "auto"] = "frozen"
+    strategy: Literal["frozen", "last_n", "full", "two_phase", "gradual", "auto"] = "frozen"  # what trains, when
     last_n: int = -1  # backbone blocks that train (last_n; two_phase after the switch); -1: the top 40 %
     head_epochs: int = 2  # two_phase: epochs with the backbone frozen
     phase2_lr_factor: float = 0.05  # after a frozen phase: the backbone groups' LR multiplier

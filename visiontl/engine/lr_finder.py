@@ -30,9 +30,9 @@ class LRFinderResult:
     stopped_early: bool = False
 
     def plot(self, path: str | Path) -> Path:
-        from ..plots import plt
+        from ..plots import save, subplots
 
-        fig, ax = plt.subplots(figsize=(6, 3.6))
+        fig, ax = subplots(figsize=(6, 3.6))
         ax.plot(self.lrs, self.losses)
         if math.isfinite(self.suggestion):
             i = min(range(len(self.lrs)), key=lambda j: abs(math.log(self.lrs[j] / self.suggestion)))
@@ -42,10 +42,7 @@ class LRFinderResult:
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss (smoothed)")
         ax.set_title("learning-rate range test", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return Path(path)
+        return save(fig, path, dpi=120)
 
 
 def valley(losses: list[float]) -> int:

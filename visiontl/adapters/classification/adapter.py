@@ -19,7 +19,7 @@ from ...backbones import Preprocessing, create_backbone
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
 from ...data.images import expand_inputs, read_image, readable, report_unreadable
 from ...data.transforms import apply, eval_transform, train_transform
-from ...engine import Finetuner, seed_everything
+from ...engine import Finetuner, seeded
 from ..base import TaskAdapter
 from .config import ClassifyConfig
 from .deploy import WithProbabilities, batch_array, onnx_accuracy
@@ -61,13 +61,13 @@ class Classifier(TaskAdapter):
         m = self.config.model
         if self.classes:
             self.num_classes = len(self.classes)
-        seed_everything(self.config.train.seed)  # random-init layers are reproducible too
-        backbone = create_backbone(m.backbone, weights=weights or m.weights)
-        if preprocessing is not None:
-            backbone.preprocess.set(preprocessing)
-        self.model = ClassificationModel(backbone, self.num_classes, hidden=m.hidden, dropout=m.dropout)
-        if self.config.finetune.strategy != "auto":  # the model is as its first epoch will train it
-            Finetuner(self.config.finetune, self.model).apply(0)
+        with seeded(self.config.train.seed):  # random-init layers are reproducible; the caller's RNG state is kept
+            backbone = create_backbone(m.backbone, weights=weights or m.weights)
+            if preprocessing is not None:
+                backbone.preprocess.set(preprocessing)
+            self.model = ClassificationModel(backbone, self.num_classes, hidden=m.hidden, dropout=m.dropout)
+            if self.config.finetune.strategy != "auto":  # the model is as its first epoch will train it
+                Finetuner(self.config.finetune, self.model).apply(0)
 
     def _num_outputs(self) -> int:
         return self.model.head.layers[-1].out_features

@@ -10,28 +10,28 @@ from ...engine import FinetuneConfig, OptimConfig, TrainConfig
 
 @dataclass
 class ClassifyData:
-    format: Literal["folder", "csv"] = "folder"
+    format: Literal["folder", "csv"] = "folder"  # folder: ImageFolder layout; csv: a CSV of path,label
     train: str = ""  # folder of class folders, or a CSV with path,label
     val: str = ""  # the same for validation; empty: a stratified split of train
     root: str = ""  # base folder for relative CSV paths (default: the CSV's folder)
-    val_fraction: float = 0.2
-    image_size: int = 224
+    val_fraction: float = 0.2  # share of train held out when data.val is empty
+    image_size: int = 224  # input side in pixels (images are resized/cropped to it)
     skip_bad: bool = False  # skip unreadable images (counted and reported) instead of failing
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
 class ClassifyModel:
-    backbone: str = "mobilenet_v2"
+    backbone: str = "mobilenet_v2"  # a registry name (visiontl backbones) or timm:NAME
     weights: str = "imagenet"  # imagenet | a tag | a file path | none
     hidden: int = 0  # width of an optional hidden layer in the head; 0 = linear head
-    dropout: float = 0.2
+    dropout: float = 0.2  # before the head's last layer
 
 
 @dataclass
 class ClassifyLoss:
-    label_smoothing: float = 0.0
-    class_weights: Optional[Union[Literal["balanced"], list[float]]] = None
+    label_smoothing: float = 0.0  # in [0, 1); 0 = plain cross-entropy
+    class_weights: Optional[Union[Literal["balanced"], list[float]]] = None  # balanced: 1/frequency
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ...data.detect_transforms import DetectEval, DetectTrain, letterbox, unlett
 from ...data.detection import (DetectionDataset, coco_samples, collate, print_report, read_data_yaml, yolo_images,
                                yolo_samples)
 from ...data.images import expand_inputs, output_stems, readable, report_unreadable
-from ...engine import Finetuner, seed_everything
+from ...engine import Finetuner, seeded
 from ..base import TaskAdapter
 from .config import DetectConfig
 from .loss import DetectionLoss
@@ -52,19 +52,19 @@ class Detector(TaskAdapter):
 
     def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
         m = self.config.model
-        seed_everything(self.config.train.seed)
-        if m.ultralytics:
-            architecture = (self.checkpoint or {}).get("architecture")  # checked there: it comes from a file
-            self.model = (NativeDetector(architecture, len(self.classes), self.checkpoint["file"]) if architecture
-                          else build_native(m.ultralytics, len(self.classes)))
-        else:
-            backbone = create_backbone(m.backbone, weights=weights or m.weights)
-            if preprocessing is not None:
-                backbone.preprocess.set(preprocessing)
-            self.model = DetectionModel(backbone, len(self.classes), width=m.width)
-        self.criterion = DetectionLoss(self.model.head, self.config.loss)
-        if self.config.finetune.strategy != "auto":
-            Finetuner(self.config.finetune, self.model).apply(0)
+        with seeded(self.config.train.seed):  # random-init layers are reproducible; the caller's RNG state is kept
+            if m.ultralytics:
+                architecture = (self.checkpoint or {}).get("architecture")  # checked there: it comes from a file
+                self.model = (NativeDetector(architecture, len(self.classes), self.checkpoint["file"]) if architecture
+                              else build_native(m.ultralytics, len(self.classes)))
+            else:
+                backbone = create_backbone(m.backbone, weights=weights or m.weights)
+                if preprocessing is not None:
+                    backbone.preprocess.set(preprocessing)
+                self.model = DetectionModel(backbone, len(self.classes), width=m.width)
+            self.criterion = DetectionLoss(self.model.head, self.config.loss)
+            if self.config.finetune.strategy != "auto":
+                Finetuner(self.config.finetune, self.model).apply(0)
 
     def _num_outputs(self) -> int:
         return self.model.head.nc

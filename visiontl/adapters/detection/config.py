@@ -15,16 +15,16 @@ class DetectData:
     train: str = ""  # without yaml: a YOLO images folder / .txt list, or a COCO instances .json
     val: str = ""  # the same for validation; empty: a random split of train
     train_images: str = ""  # COCO: the folder file_name is relative to (default: the JSON's folder)
-    val_images: str = ""
+    val_images: str = ""  # image folder of a COCO data.val (default: beside the JSON)
     names: list[str] = field(default_factory=list)  # class names of a YOLO folder given without data.yaml
-    val_fraction: float = 0.2
-    image_size: int = 640
+    val_fraction: float = 0.2  # share of train held out when data.val is empty
+    image_size: int = 640  # letterboxed input side in pixels (a multiple of 32)
     augment: DetectAugment = field(default_factory=DetectAugment)
 
 
 @dataclass
 class DetectModel:
-    backbone: str = "mobilenet_v2"
+    backbone: str = "mobilenet_v2"  # a registry name (visiontl backbones) or timm:NAME
     weights: str = "imagenet"  # imagenet | a tag | a file path | none
     width: int = 0  # neck / head channels; 0 = from the backbone's stride-8 channels (64…256)
     ultralytics: str = ""  # a native ultralytics model instead: a .pt checkpoint or a model .yaml
@@ -34,7 +34,7 @@ class DetectModel:
 class DetectEval:
     conf: float = 0.001  # score threshold for metrics (low, as mAP needs the whole PR curve)
     iou: float = 0.7  # NMS IoU threshold
-    max_det: int = 300
+    max_det: int = 300  # most detections kept per image
     predict_conf: float = 0.25  # score threshold for `predict` outputs
 
 

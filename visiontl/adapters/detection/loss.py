@@ -13,8 +13,8 @@ from ultralytics.utils.loss import v8DetectionLoss
 @dataclass
 class DetectLoss:
     box: float = 7.5  # gains, as in YOLOv8
-    cls: float = 0.5
-    dfl: float = 1.5
+    cls: float = 0.5  # gain of the classification (BCE) term
+    dfl: float = 1.5  # gain of the distribution focal loss term
 
 
 class _LossView:

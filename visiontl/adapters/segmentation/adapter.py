@@ -18,7 +18,7 @@ from ...data.images import expand_inputs, output_stems, readable, report_unreada
 from ...data.seg_transforms import SegmentTrain, upscale_factor
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
                                   split_folder)
-from ...engine import Finetuner, seed_everything
+from ...engine import Finetuner, seeded
 from ..base import TaskAdapter
 from .config import SegmentConfig
 from .loss import SegmentationLoss
@@ -64,16 +64,16 @@ class Segmenter(TaskAdapter):
 
     def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
         m = self.config.model
-        seed_everything(self.config.train.seed)
-        backbone = create_backbone(m.backbone, weights=weights or m.weights)
-        if preprocessing is not None:
-            backbone.preprocess.set(preprocessing)
-        self.model = SegmentationModel(backbone, len(self.classes), m.architecture, m.width)
-        if self.checkpoint and self.checkpoint.get("class_weights"):
-            self._class_weights = self.checkpoint["class_weights"]
-        self._make_criterion()
-        if self.config.finetune.strategy != "auto":
-            Finetuner(self.config.finetune, self.model).apply(0)
+        with seeded(self.config.train.seed):  # random-init layers are reproducible; the caller's RNG state is kept
+            backbone = create_backbone(m.backbone, weights=weights or m.weights)
+            if preprocessing is not None:
+                backbone.preprocess.set(preprocessing)
+            self.model = SegmentationModel(backbone, len(self.classes), m.architecture, m.width)
+            if self.checkpoint and self.checkpoint.get("class_weights"):
+                self._class_weights = self.checkpoint["class_weights"]
+            self._make_criterion()
+            if self.config.finetune.strategy != "auto":
+                Finetuner(self.config.finetune, self.model).apply(0)
 
     def _make_criterion(self) -> None:
         w = torch.tensor(self._class_weights, dtype=torch.float32) if self._class_weights else None

@@ -14,13 +14,13 @@ class SegmentData:
     train: str = ""  # a folder with images/ and masks/, or an images folder (with train_masks)
     train_masks: str = ""  # the masks folder when train is an images folder
     val: str = ""  # the same for validation; empty: a random split of train
-    val_masks: str = ""
+    val_masks: str = ""  # mask folder of data.val (default: its masks/)
     mask_suffix: str = ""  # mask name = image stem + suffix (e.g. "_mask") + .png/.tif/…
     classes: list[str] = field(default_factory=list)  # class names in index order, e.g. [background, road]
     mask_values: list[int] = field(default_factory=list)  # raw mask value of each class, e.g. [0, 255]
     palette: list[list[int]] = field(default_factory=list)  # RGB of each class: reads colour masks, draws overlays
     ignore_index: int = 255  # void pixels: no loss, no metric
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2  # share of train held out when data.val is empty
     image_size: int = 256  # training crop size (a multiple of 32)
     upscale: bool = True  # images whose shorter side is below image_size are scaled up to it (train and predict)
     augment: SegmentAugment = field(default_factory=SegmentAugment)
@@ -28,9 +28,9 @@ class SegmentData:
 
 @dataclass
 class SegmentModel:
-    backbone: str = "mobilenet_v2"
+    backbone: str = "mobilenet_v2"  # a registry name (visiontl backbones) or timm:NAME
     weights: str = "imagenet"  # imagenet | a tag | a file path | none
-    architecture: Literal["unet", "fpn", "deeplabv3plus"] = "unet"
+    architecture: Literal["unet", "fpn", "deeplabv3plus"] = "unet"  # decoder
     width: int = 0  # decoder channels (U-Net: first block, halved per block); 0 = 256
 
 

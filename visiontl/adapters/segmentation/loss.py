@@ -69,7 +69,7 @@ class SegmentLoss:
     ce: float = 1.0  # weight of cross-entropy in the sum
     dice: float = 1.0  # weight of the Dice loss
     focal: float = 0.0  # weight of the focal loss
-    focal_gamma: float = 2.0
+    focal_gamma: float = 2.0  # focal loss focusing; 0 = plain cross-entropy
     class_weights: Optional[Union[Literal["balanced"], list[float]]] = None  # balanced: from the training pixels
 
 

@@ -17,7 +17,7 @@ from ...backbones import Preprocessing, create_backbone
 from ...data.classification import DataError, ImageDataset, collate
 from ...data.images import expand_inputs, list_images, output_stems, read_image, readable, report_unreadable
 from ...data.transforms import apply
-from ...engine import seed_everything
+from ...engine import seeded
 from ..base import TaskAdapter
 from .config import StylizeConfig
 from .loss import content_loss, gram, layer_weights, style_loss, total_variation
@@ -55,8 +55,8 @@ class Stylizer(TaskAdapter):
         self._style_weights: dict | None = None
 
     def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
-        seed_everything(self.config.train.seed)
-        self.model = TransformerNet(self.config.model.width, self.config.model.blocks)
+        with seeded(self.config.train.seed):  # random-init layers are reproducible; the caller's RNG state is kept
+            self.model = TransformerNet(self.config.model.width, self.config.model.blocks)
 
     def _num_outputs(self) -> int:
         return 0

@@ -13,7 +13,7 @@ class StylizeData:
     train: str = ""  # a folder of content photos (any subfolders; no labels)
     val: str = ""  # a folder for validation; empty: val_fraction of train
     style: str = ""  # the style image
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1  # share of the photos held out to show progress on
     image_size: int = 256  # training crop (shorter side resized to it, then a random crop)
     style_size: int = 0  # longer side of the style image for its Gram matrices; 0 = 2 × image_size
     crops_per_image: int = 1  # random crops of each photo per epoch, so a small folder still makes an epoch
@@ -29,15 +29,16 @@ class StylizeModel:
 
 @dataclass
 class StylizeLoss:
-    content_layers: list[str] = field(default_factory=lambda: ["relu2_2"])
+    content_layers: list[str] = field(default_factory=lambda: ["relu2_2"])  # compared with the photo
     # Gatys et al.'s style layers: VGG stops at relu4_1, 1.6× cheaper per step than Johnson's relu1_2 … relu4_4
-    style_layers: list[str] = field(default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1"])
+    style_layers: list[str] = field(  # loss-network layers whose Gram matrices carry the style
+        default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1"])
     style_layer_weights: list[float] = field(default_factory=list)  # [] = equal
-    content_weight: float = 1.0
+    content_weight: float = 1.0  # weight of the content term
     # both losses are scale-free (see loss.py); relu2_2 holds the content tighter than the
     # optimisation mode's relu4_2, so the style needs more weight here (5 gave a faint style)
-    style_weight: float = 25.0
-    tv_weight: float = 1.0
+    style_weight: float = 25.0  # weight of the style term
+    tv_weight: float = 1.0  # weight of total variation (smoothness)
 
 
 @dataclass
