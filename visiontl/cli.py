@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict images, folders or .txt lists of paths")
     pr.add_argument("checkpoint")
     pr.add_argument("inputs", nargs="+")
-    pr.add_argument("--topk", type=int, default=5, help="classification: labels per image")
+    pr.add_argument("--topk", type=int, help="classification: labels per image (default 5)")
     pr.add_argument("--conf", type=float, help="detection: score threshold (default: the run's eval.predict_conf)")
     pr.add_argument("--out", help="folder for predictions.csv / predictions.json (detection: also images with "
                                   "boxes drawn; segmentation: index masks and colour overlays; default: print only)")
@@ -287,7 +287,12 @@ def _run(args) -> int:
         return 0
     if args.command == "predict":
         model = _load(args.checkpoint)
-        results = model.predict_to(args.inputs, out_dir=args.out, topk=args.topk, conf=args.conf)
+        given = {k: getattr(args, k) for k in ("topk", "conf") if getattr(args, k) is not None}
+        other = sorted(set(given) - set(model.predict_options))
+        if other:
+            raise ValueError(f"--{other[0]} is not an option of a {model.task} model "
+                             f"({', '.join('--' + o for o in model.predict_options) or 'it has none'})")
+        results = model.predict_to(args.inputs, out_dir=args.out, **given)
         return 1 if any(r.get("error") for r in results) else 0  # the rest was written; say some were not
     raise AssertionError(args.command)
 

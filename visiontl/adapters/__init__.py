@@ -1,6 +1,8 @@
 """Task adapters, one per task. ``TASKS`` maps a task name to (adapter, config class).
 
-Adapters import on first use: ultralytics, say, loads only when detection is asked for.
+Adapters import on first use: ultralytics, say, loads only when detection is asked for. A new
+task implements :class:`visiontl.adapters.base.TaskAdapter` and is added with one call,
+``register_task("regress", Regressor, RegressConfig)``; the command line then trains it.
 """
 from __future__ import annotations
 
@@ -15,19 +17,32 @@ _WHERE = {  # task → (module, adapter class, config class)
 }
 
 
+_REGISTERED: dict[str, tuple[type, type]] = {}  # tasks added at run time
+
+
+def register_task(name: str, adapter: type, config: type) -> None:
+    """Make task ``name`` known to ``TASKS`` and the command line."""
+    if name in _WHERE or name in _REGISTERED:
+        raise ValueError(f"task {name!r} is already registered")
+    adapter.task = name
+    _REGISTERED[name] = (adapter, config)
+
+
 class _Tasks(Mapping):
     def __getitem__(self, task: str) -> tuple[type, type]:
+        if task in _REGISTERED:
+            return _REGISTERED[task]
         if task not in _WHERE:
-            raise KeyError(f"unknown task {task!r}; valid tasks: {', '.join(_WHERE)}")
+            raise KeyError(f"unknown task {task!r}; valid tasks: {', '.join(self)}")
         module, adapter, config = _WHERE[task]
         m = importlib.import_module(module, __name__)
         return getattr(m, adapter), getattr(m, config)
 
     def __iter__(self):
-        return iter(_WHERE)
+        return iter([*_WHERE, *_REGISTERED])
 
     def __len__(self) -> int:
-        return len(_WHERE)
+        return len(_WHERE) + len(_REGISTERED)
 
 
 TASKS = _Tasks()
@@ -42,4 +57,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["TASKS", "stylize", *(n for _, a, c in _WHERE.values() for n in (a, c))]
+__all__ = ["TASKS", "register_task", "stylize", *(n for _, a, c in _WHERE.values() for n in (a, c))]

@@ -17,10 +17,9 @@ import torch
 from .. import plots
 from ..backbones import BACKBONES, Preprocessing, set_bn_eval
 from ..config import from_dict, to_dict
-from ..engine import FinetuneConfig, Finetuner, Trainer, check_settings, load_checkpoint
+from ..engine import FinetuneConfig, Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint
 from ..engine.finetune import choose
 from ..engine.lr_finder import LRFinderResult, lr_find
-from ..engine.distributed import to_device
 from ..engine.settings import fit_batch_size, resolve_monitor
 from ..report import best_vs_last
 
@@ -85,23 +84,82 @@ class TaskAdapter:
         if smoothing is not None and not 0 <= smoothing < 1:
             raise ValueError(f"loss.label_smoothing={smoothing}: must be in [0, 1)")
 
-    # -- what a task supplies ---------------------------------------------------------
+    # -- the task contract: everything the engine and the command line call ---------------
+    # A task implements the hooks that raise NotImplementedError; the others have defaults.
+    # Optional capabilities are declared by a flag, never detected with hasattr.
     def datasets(self):
+        """``(train, val or None)`` from ``config.data``; each has ``classes`` (names)."""
         raise NotImplementedError
 
     def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
+        """Create ``self.model`` (and the loss) for ``self.classes``, seeded by ``train.seed``."""
         raise NotImplementedError
 
     def _num_outputs(self) -> int:
         """Classes the current model predicts (to rebuild it when the data has others)."""
         raise NotImplementedError
 
+    collate = None  # how the DataLoader batches samples; None: torch's default
+
+    def training_step(self, model, batch) -> dict:
+        """One batch → ``{"loss": scalar, ...}``; the engine calls ``backward()`` on the loss."""
+        raise NotImplementedError
+
+    def validation_step(self, model, batch) -> dict:
+        """One batch → whatever ``validation_metrics`` needs (sums, counts, predictions)."""
+        raise NotImplementedError
+
+    def validation_metrics(self, outputs: list[dict]) -> Validation:
+        """All ``validation_step`` outputs → the metrics and the details the plots need."""
+        raise NotImplementedError
+
     def eval_dataset(self, data):
         """A dataset of ``data`` (a path in one of the task's formats) with the evaluation transform."""
         raise NotImplementedError
 
-    def _write_eval(self, out_dir: Path, data) -> None:
-        """The task's evaluation plots and tables of the last validation pass."""
+    def write_evaluation(self, out_dir: Path, data, details) -> None:
+        """The task's evaluation plots and tables from a validation pass's ``details`` (what
+        its ``validation_metrics`` returned beside the numbers)."""
+        raise NotImplementedError
+
+    predict_options: tuple[str, ...] = ()  # keyword options of predict_to the CLI passes on
+
+    def predict(self, inputs, **options) -> list[dict]:
+        """Predictions for an image, a folder, or a list of either: one dict per input."""
+        raise NotImplementedError
+
+    def predict_to(self, inputs, *, out_dir: str | Path | None = None, **options) -> list[dict]:
+        """``visiontl predict``: predict, print, and with ``out_dir`` write the outputs; an
+        unreadable input is reported in its result's ``error``, never raised."""
+        raise NotImplementedError
+
+    def export(self, out_dir: str | Path, *, formats=("onnx", "torchscript"), int8: bool = False) -> dict:
+        """Write the exported model files and ``model.json``; returns that metadata."""
+        raise NotImplementedError
+
+    # optional: the frozen-feature cache (visiontl/engine/feature_cache.py). A task that sets
+    # supports_feature_cache lets the engine train its head on cached backbone features
+    # while the backbone is frozen; it then implements the five hooks below.
+    supports_feature_cache = False
+    feature_layer = ""  # which features are cached, in words (part of the cache key)
+
+    def feature_encoder(self, model):
+        """Images → the features the head needs from the frozen backbone."""
+        raise NotImplementedError
+
+    def feature_head(self, model) -> torch.nn.Module:
+        """The part of ``model`` that trains on cached features."""
+        raise NotImplementedError
+
+    def cache_sources(self, train_set, val_set):
+        """(dataset, transform description) for plain training, augmented training and plain
+        validation images."""
+        raise NotImplementedError
+
+    def sample_paths(self, data) -> list[Path]:
+        raise NotImplementedError
+
+    def sample_labels(self, data) -> list:
         raise NotImplementedError
 
     summary_files = "config.yaml last.pt best.pt metrics.csv curves.png"
@@ -214,23 +272,20 @@ class TaskAdapter:
         return f"{self.config.model.backbone} ({self.model.backbone.weights_source})"
 
     # -- evaluation ---------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self, data, *, out_dir: str | Path | None = None, batch_size: int = 32) -> dict[str, float]:
         """The task's metrics on ``data`` (a path or a dataset); with ``out_dir`` also its
         plots and tables (confusion matrix or PR curve, per-class numbers, a prediction grid)."""
         if isinstance(data, (str, Path)):
             data = self.eval_dataset(data)
-        device = next(self.model.parameters()).device
-        self.model.eval()
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=self.collate,
                                              num_workers=min(2, self.config.train.num_workers))
-        metrics = self.validation_metrics([self.validation_step(self.model, to_device(b, device, False))
-                                           for b in loader])
+        device = next(self.model.parameters()).device
+        result = evaluate(self, self.model, loader, device=device, amp=self.config.train.amp)
         if out_dir is not None:
-            self._write_eval(Path(out_dir), data)
-        return metrics
+            self.write_evaluation(Path(out_dir), data, result.details)
+        return result.metrics
 
-    def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float, final: dict | None = None) -> None:
+    def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float, final: Validation | None = None) -> None:
         """Plots, numbers and ``summary.txt``. The engine has restored the best epoch's weights
         and validated them (``final``), so the evaluation plots need no new pass."""
         plots.curves(history, run_dir / "curves.png")
@@ -238,9 +293,11 @@ class TaskAdapter:
                  f"model {self.describe_model()}, fine-tuning {getattr(self, '_strategy', self.config.finetune.strategy)}, "
                  + (f"{len(self.classes)} classes, " if self.classes else "") + f"{self.config.data.image_size} px", f"epochs {len(history)}, {elapsed:.1f} s"]
         if self._val_set is not None:
-            metrics = final if final is not None else self.evaluate(self._val_set)
-            self._write_eval(run_dir, self._val_set)
-            lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            if final is None:
+                final = evaluate(self, self.model, torch.utils.data.DataLoader(
+                    self._val_set, batch_size=32, collate_fn=self.collate), device=next(self.model.parameters()).device)
+            self.write_evaluation(run_dir, self._val_set, final.details)
+            lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in final.metrics.items()))
             lines.append(self.best_vs_last(history)[1])
         lines.append(f"files: {self.summary_files}")
         (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")

@@ -78,7 +78,7 @@ def lr_find(adapter, train_set, *, train: TrainConfig, optim: OptimConfig, finet
     loader = DataLoader(train_set, batch_size=batch_size, drop_last=True,
                         sampler=RandomSampler(train_set, replacement=True, num_samples=steps * batch_size,
                                               generator=generator),
-                        num_workers=train.num_workers, collate_fn=getattr(adapter, "collate", None))
+                        num_workers=train.num_workers, collate_fn=adapter.collate)
     dtype = amp_dtype(train.amp, device)
     result, avg, best = LRFinderResult(), 0.0, float("inf")
     try:

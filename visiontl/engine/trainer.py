@@ -6,9 +6,9 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -79,7 +79,7 @@ class Trainer:
         return DataLoader(
             data, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last,
             num_workers=self.cfg.num_workers if workers is None else workers,
-            collate_fn=getattr(self.adapter, "collate", None), pin_memory=self.device.type == "cuda",
+            collate_fn=self.adapter.collate, pin_memory=self.device.type == "cuda",
             generator=self.generator, persistent_workers=False,
         )
 
@@ -123,7 +123,7 @@ class Trainer:
             changed = self.finetuner.apply(epoch, optimizer)
             # while the backbone is frozen, the head may train on cached features
             use_cache = self.finetuner.cfg.cache != "off" and self.finetuner.backbone_frozen(epoch) \
-                and hasattr(adapter, "feature_head")
+                and adapter.supports_feature_cache
             if use_cache and cached is None:
                 cached = self._feature_cache(model, train_set, val_set)
             net, epoch_train, epoch_val = (cached if use_cache else (model, train_loader, val_loader))
@@ -179,7 +179,8 @@ class Trainer:
             metrics = {"epoch": epoch + 1, "lr": lr, "train/loss": loss_sum.item() / max(n_batches, 1),
                        "train/images_per_s": seen / (time.perf_counter() - t0)}
             if epoch_val is not None:
-                metrics.update({f"val/{k}": v for k, v in self.evaluate(self._validated(net), epoch_val).items()})
+                val = self.evaluate(self._validated(net), epoch_val).metrics
+                metrics.update({f"val/{k}": v for k, v in val.items()})
             self.history.append(metrics)
 
             value = metrics.get(monitor)
@@ -235,7 +236,7 @@ class Trainer:
                 def compute():  # a fresh FeatureSpace reads the index rank 0 may just have written
                     return fc.FeatureSpace(root, key).rows(
                         ids, view_data, encode, view=view, batch_size=self.cfg.batch_size,
-                        num_workers=self.cfg.num_workers, collate=getattr(adapter, "collate", None))
+                        num_workers=self.cfg.num_workers, collate=adapter.collate)
 
                 if dist.is_main():
                     rows, computed = compute()
@@ -343,17 +344,32 @@ class Trainer:
         print(f"resuming {self.cfg.resume} at epoch {ckpt['epoch'] + 1}/{self.cfg.epochs}", file=sys.stderr)
         return ckpt["epoch"], ckpt["step"], ckpt["best"], ckpt.get("stale", 0)
 
-    @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, loader: DataLoader) -> dict[str, float]:
-        model.eval()
-        dtype = amp_dtype(self.cfg.amp, self.device)
-        outputs = []
-        for batch in loader:
-            batch = to_device(batch, self.device, self.cfg.channels_last)
-            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                outputs.append(self.adapter.validation_step(model, batch))
-        return self.adapter.validation_metrics(outputs)
+    def evaluate(self, model: torch.nn.Module, loader: DataLoader) -> Validation:
+        return evaluate(self.adapter, model, loader, device=self.device, amp=self.cfg.amp,
+                        channels_last=self.cfg.channels_last)
 
+
+@dataclass
+class Validation:
+    """What a validation pass returns (``TaskAdapter.validation_metrics``): the numbers, and
+    whatever the task's evaluation plots need (a confusion matrix, the detections, …)."""
+    metrics: dict[str, float]
+    details: Any = None
+
+
+@torch.no_grad()
+def evaluate(adapter, model: torch.nn.Module, loader, *, device: torch.device, amp: str = "auto",
+             channels_last: bool = False) -> Validation:
+    """The one evaluation loop (training's validation, ``evaluate`` and ``val``): the task's
+    ``validation_step`` per batch under the run's autocast, then ``validation_metrics``."""
+    model.eval()
+    dtype = amp_dtype(amp, device)
+    outputs = []
+    for batch in loader:
+        batch = to_device(batch, device, channels_last)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            outputs.append(adapter.validation_step(model, batch))
+    return adapter.validation_metrics(outputs)
 
 def _line(metrics: dict) -> str:
     return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()

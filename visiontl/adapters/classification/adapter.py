@@ -19,7 +19,7 @@ from ...backbones import Preprocessing, create_backbone
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
 from ...data.images import expand_inputs, read_image, readable, report_unreadable
 from ...data.transforms import apply, eval_transform, train_transform
-from ...engine import Finetuner, seeded
+from ...engine import Finetuner, Validation, seeded
 from ..base import TaskAdapter
 from .config import ClassifyConfig
 from .deploy import WithProbabilities, batch_array, onnx_accuracy
@@ -134,15 +134,15 @@ class Classifier(TaskAdapter):
         logits = model(images).float()
         return {"loss": F.cross_entropy(logits, labels, reduction="sum"), "probs": logits.softmax(1), "labels": labels}
 
-    def validation_metrics(self, outputs: list[dict]) -> dict[str, float]:
+    def validation_metrics(self, outputs: list[dict]) -> Validation:
         probs = torch.cat([o["probs"] for o in outputs]).cpu()
         labels = torch.cat([o["labels"] for o in outputs]).cpu()
         cm = confusion_matrix(probs.argmax(1), labels, len(self.classes))
-        self._last_val = (probs, labels, cm)
         loss = sum(o["loss"].item() for o in outputs) / max(len(labels), 1)
-        return {"loss": loss, **summarize(cm)}
+        return Validation({"loss": loss, **summarize(cm)}, details=(probs, labels, cm))
 
     # -- the frozen-feature cache (see visiontl/engine/feature_cache.py) --------------------
+    supports_feature_cache = True
     feature_layer = "last stage, global average pooled"
 
     def feature_encoder(self, model):
@@ -168,12 +168,10 @@ class Classifier(TaskAdapter):
         """``data`` with the evaluation transform (resize only)."""
         return data.subset(range(len(data)), transform=partial(apply, eval_transform(self.config.data.image_size)))
 
-    @staticmethod
-    def sample_paths(data: ImageDataset) -> list[Path]:
+    def sample_paths(self, data: ImageDataset) -> list[Path]:
         return [p for p, _ in data.samples]
 
-    @staticmethod
-    def sample_labels(data: ImageDataset) -> list[int]:
+    def sample_labels(self, data: ImageDataset) -> list[int]:
         return [label for _, label in data.samples]
 
     # -- evaluation and prediction --------------------------------------------------------
@@ -184,8 +182,8 @@ class Classifier(TaskAdapter):
         """A folder or CSV with the evaluation transform (resize only)."""
         return self._dataset(str(data), self.classes, partial(apply, eval_transform(self.config.data.image_size)))
 
-    def _write_eval(self, out_dir: Path, data: ImageDataset) -> None:
-        probs, labels, cm = self._last_val
+    def write_evaluation(self, out_dir: Path, data: ImageDataset, details) -> None:
+        probs, labels, cm = details
         out_dir.mkdir(parents=True, exist_ok=True)
         plots.confusion(cm.numpy(), self.classes, out_dir / "confusion_matrix.png")
         with open(out_dir / "confusion_matrix.csv", "w", newline="") as f:
@@ -226,7 +224,9 @@ class Classifier(TaskAdapter):
         return results
 
 
-    def predict_to(self, inputs, *, out_dir: str | Path | None = None, topk: int = 5, **_) -> list[dict]:
+    predict_options = ("topk",)
+
+    def predict_to(self, inputs, *, out_dir: str | Path | None = None, topk: int = 5) -> list[dict]:
         """``visiontl predict``: print the top-k; with ``out_dir`` write predictions.csv/.json."""
         results = self.predict(inputs, topk=topk)
         print_predictions(results)

@@ -17,7 +17,7 @@ from ...data.detect_transforms import DetectEval, DetectTrain, letterbox, unlett
 from ...data.detection import (DetectionDataset, coco_samples, collate, print_report, read_data_yaml, yolo_images,
                                yolo_samples)
 from ...data.images import expand_inputs, output_stems, readable, report_unreadable
-from ...engine import Finetuner, seeded
+from ...engine import Finetuner, Validation, seeded
 from ..base import TaskAdapter
 from .config import DetectConfig
 from .loss import DetectionLoss
@@ -153,12 +153,12 @@ class Detector(TaskAdapter):
             out["detections"].append(det.cpu())
         return out
 
-    def validation_metrics(self, outputs: list[dict]) -> dict[str, float]:
+    def validation_metrics(self, outputs: list[dict]) -> Validation:
         stats = {k: [x for o in outputs for x in o[k]] for k in ("tp", "conf", "pred_cls", "target_cls")}
         metrics, details = summarize(stats, self.classes)
-        self._last_val = (details, [d for o in outputs for d in o["detections"]])
         n = sum(o["n"] for o in outputs)
-        return {"loss": sum(float(o["loss"]) for o in outputs) / max(n, 1), **metrics}
+        return Validation({"loss": sum(float(o["loss"]) for o in outputs) / max(n, 1), **metrics},
+                          details=(details, [d for o in outputs for d in o["detections"]]))
 
     # -- evaluation and prediction --------------------------------------------------------
     summary_files = ("config.yaml last.pt best.pt metrics.csv curves.png pr_curve.png per_class_ap.png "
@@ -170,8 +170,8 @@ class Detector(TaskAdapter):
         print_report(report)
         return DetectionDataset(samples, names, DetectEval(self.config.data.image_size), report)
 
-    def _write_eval(self, out_dir: Path, data: DetectionDataset) -> None:
-        details, detections = self._last_val
+    def write_evaluation(self, out_dir: Path, data: DetectionDataset, details) -> None:
+        details, detections = details
         out_dir.mkdir(parents=True, exist_ok=True)
         per_class = details["per_class"]
         with open(out_dir / "per_class.csv", "w", newline="") as f:
@@ -238,7 +238,10 @@ class Detector(TaskAdapter):
             write_detections(results, out)
         return results
 
-    def predict_to(self, inputs, *, out_dir: str | Path | None = None, conf: float | None = None, **_) -> list[dict]:
+    predict_options = ("conf",)
+
+    def predict_to(self, inputs, *, out_dir: str | Path | None = None,
+                   conf: float | None = None) -> list[dict]:
         """``visiontl predict``: print the detections; with ``out_dir`` write them and the drawn images."""
         results = self.predict(inputs, conf=conf, out_dir=out_dir)
         print_detections(results)

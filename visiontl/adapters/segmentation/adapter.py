@@ -18,7 +18,7 @@ from ...data.images import expand_inputs, output_stems, readable, report_unreada
 from ...data.seg_transforms import SegmentTrain, upscale_factor
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
                                   split_folder)
-from ...engine import Finetuner, seeded
+from ...engine import Finetuner, Validation, seeded
 from ..base import TaskAdapter
 from .config import SegmentConfig
 from .loss import SegmentationLoss
@@ -177,12 +177,12 @@ class Segmenter(TaskAdapter):
         cm = confusion(logits.argmax(1), masks, len(self.classes), self.config.data.ignore_index)
         return {"loss": loss.detach() * len(images), "n": len(images), "cm": cm}
 
-    def validation_metrics(self, outputs: list[dict]) -> dict[str, float]:
+    def validation_metrics(self, outputs: list[dict]) -> Validation:
         cm = sum(o["cm"] for o in outputs).cpu().numpy()
         headline, per_class = summarize(cm, self.classes)
-        self._last_val = (cm, per_class)
         n = sum(o["n"] for o in outputs)
-        return {"loss": sum(float(o["loss"]) for o in outputs) / max(n, 1), **headline}
+        return Validation({"loss": sum(float(o["loss"]) for o in outputs) / max(n, 1), **headline},
+                          details=(cm, per_class))
 
     # -- evaluation and prediction --------------------------------------------------------
     summary_files = ("config.yaml last.pt best.pt metrics.csv curves.png per_class.csv per_class_iou.png "
@@ -201,8 +201,8 @@ class Segmenter(TaskAdapter):
     def palette(self) -> np.ndarray:
         return plots.class_palette(len(self.classes), self.config.data.palette)
 
-    def _write_eval(self, out_dir: Path, data: SegmentationDataset) -> None:
-        cm, per_class = self._last_val
+    def write_evaluation(self, out_dir: Path, data: SegmentationDataset, details) -> None:
+        cm, per_class = details
         out_dir.mkdir(parents=True, exist_ok=True)
         with open(out_dir / "per_class.csv", "w", newline="") as f:
             w = csv.writer(f)
@@ -271,7 +271,7 @@ class Segmenter(TaskAdapter):
                     w.writerow([r["path"], r["width"], r["height"], r["confidence"], *fractions, r.get("error") or ""])
         return results
 
-    def predict_to(self, inputs, *, out_dir: str | Path | None = None, **_) -> list[dict]:
+    def predict_to(self, inputs, *, out_dir: str | Path | None = None) -> list[dict]:
         """``visiontl predict``: print each image's class shares; with ``out_dir`` write the
         index masks, the overlays and predictions.csv."""
         results = self.predict(inputs, out_dir=out_dir)

@@ -17,7 +17,7 @@ from ...backbones import Preprocessing, create_backbone
 from ...data.classification import DataError, ImageDataset, collate
 from ...data.images import expand_inputs, list_images, output_stems, read_image, readable, report_unreadable
 from ...data.transforms import apply
-from ...engine import seeded
+from ...engine import Validation, seeded
 from ..base import TaskAdapter
 from .config import StylizeConfig
 from .loss import content_loss, gram, layer_weights, style_loss, total_variation
@@ -151,9 +151,9 @@ class Stylizer(TaskAdapter):
         n = len(batch[0])
         return {"n": n, **{k: v.detach().float() * n for k, v in self.losses(model, batch[0]).items()}}
 
-    def validation_metrics(self, outputs: list[dict]) -> dict[str, float]:
+    def validation_metrics(self, outputs: list[dict]) -> Validation:
         n = max(sum(o["n"] for o in outputs), 1)
-        return {k: sum(float(o[k]) for o in outputs) / n for k in ("loss", "content", "style", "tv")}
+        return Validation({k: sum(float(o[k]) for o in outputs) / n for k in ("loss", "content", "style", "tv")})
 
     # -- outputs --------------------------------------------------------------------------
     summary_files = "config.yaml last.pt best.pt metrics.csv curves.png stylized.png"
@@ -161,7 +161,7 @@ class Stylizer(TaskAdapter):
     def eval_dataset(self, data: str | Path) -> ImageDataset:
         return self._content(str(data), train=False)
 
-    def _write_eval(self, out_dir: Path, data: ImageDataset) -> None:
+    def write_evaluation(self, out_dir: Path, data: ImageDataset, details=None) -> None:
         """content | style | result for the first validation images."""
         out_dir.mkdir(parents=True, exist_ok=True)
         device = next(self.model.parameters()).device
@@ -201,7 +201,7 @@ class Stylizer(TaskAdapter):
                 plots.save_image(image, out / f"{stem}_stylized.png")
         return results
 
-    def predict_to(self, inputs, *, out_dir: str | Path | None = None, **_) -> list[dict]:
+    def predict_to(self, inputs, *, out_dir: str | Path | None = None) -> list[dict]:
         """``visiontl predict``: stylise; with ``out_dir`` write the images."""
         results = self.predict(inputs, out_dir=out_dir)
         for r in results:
