@@ -84,7 +84,7 @@ def keras_recipe_run(splits, args, seed: int) -> dict:
     torch.manual_seed(seed)
     bb = create_backbone(args.backbone, weights="imagenet")  # the same offline weights
     classes = sorted(p.name for p in Path(splits.train).iterdir())
-    head = torch.nn.Linear(bb.out_channels, len(classes))
+    head = torch.nn.Linear(bb.feature_info[-1].channels, len(classes))
     size = args.image_size
     norm = T.Compose([T.Resize((size, size)), T.ToTensor()])  # the backbone normalises itself
     aug = T.Compose([T.Resize((size, size)), T.RandomHorizontalFlip(), T.ToTensor()])

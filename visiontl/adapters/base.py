@@ -187,10 +187,12 @@ class TaskAdapter:
         weights; the run directory is ``self.run_dir``."""
         c = self.config
         self._set_data(data, val)
-        for section, key, value in (("train", "epochs", epochs), ("optim", "lr", lr), ("train", "batch_size", batch_size),
-                                    ("data", "image_size", image_size), ("train", "out_dir", out_dir)):
-            if value is not None:
-                setattr(getattr(c, section), key, value)
+        # each argument is the config key of the same name; the run's config.yaml records it
+        c.train = replace(c.train, **({"epochs": epochs} if epochs is not None else {}),
+                          **({"batch_size": batch_size} if batch_size is not None else {}),
+                          **({"out_dir": str(out_dir)} if out_dir is not None else {}))
+        c.optim = replace(c.optim, lr=c.optim.lr if lr is None else lr)
+        c.data = replace(c.data, image_size=c.data.image_size if image_size is None else image_size)
         self.check_config()
         train_set, val_set = self.datasets()
         self.prepare(train_set)

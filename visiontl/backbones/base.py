@@ -104,10 +104,6 @@ class Backbone(nn.Module):
     def preprocessing(self) -> Preprocessing:
         return self.preprocess.spec
 
-    @property
-    def out_channels(self) -> int:
-        return self.feature_info[-1].channels
-
     def layer_groups(self) -> list[nn.Module]:
         """Ordered groups (input → output) that "unfreeze the last N" counts in: one per
         block (an inverted residual, a residual block, a VGG convolution), finer than the

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import random
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -129,22 +128,6 @@ def csv_dataset(csv_path: str | Path, *, root: str | Path | None = None, classes
 
 def _natural(s: str):
     return (0, int(s), "") if s.isdigit() else (1, 0, s)
-
-
-def stratified_split(targets: Sequence[int], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Indices (train, val) with ``fraction`` of each class in val (at least one where a
-    class has two or more images)."""
-    by_class: dict[int, list[int]] = {}
-    for i, t in enumerate(targets):
-        by_class.setdefault(t, []).append(i)
-    rng = random.Random(seed)
-    train, val = [], []
-    for idx in by_class.values():
-        rng.shuffle(idx)
-        k = max(1, round(len(idx) * fraction)) if len(idx) > 1 else 0
-        val += idx[:k]
-        train += idx[k:]
-    return sorted(train), sorted(val)
 
 
 def collate(batch):

@@ -38,11 +38,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def teardown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def select_device(name: str = "auto") -> torch.device:
     """``auto``: this process's CUDA device when there is one, else CPU."""
     if name != "auto":

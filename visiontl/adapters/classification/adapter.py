@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from ... import export, plots
 from ...backbones import Preprocessing, create_backbone
-from ...data.classification import ImageDataset, collate, csv_dataset, image_folder, stratified_split
+from ...data.classification import ImageDataset, collate, csv_dataset, image_folder
 from ...data.images import expand_inputs, read_image, readable, report_unreadable
+from ...data.split import stratified_split
 from ...data.transforms import apply, eval_transform, train_transform
 from ...engine import Finetuner, Validation, seeded
 from ..base import TaskAdapter

@@ -17,6 +17,7 @@ from ...data.detect_transforms import DetectEval, DetectTrain, letterbox, unlett
 from ...data.detection import (DetectionDataset, coco_samples, collate, print_report, read_data_yaml, yolo_images,
                                yolo_samples)
 from ...data.images import expand_inputs, output_stems, readable, report_unreadable
+from ...data.split import random_split
 from ...engine import Finetuner, Validation, seeded
 from ..base import TaskAdapter
 from .config import DetectConfig
@@ -126,11 +127,10 @@ class Detector(TaskAdapter):
                 raise DataError(f"validation classes {val_read[1]} differ from training classes {names}")
             print_report(val_read[2])
             return train, DetectionDataset(val_read[0], names, DetectEval(d.image_size), val_read[2])
-        if d.val_fraction <= 0:
+        keep, held_out = random_split(len(train), d.val_fraction, self.config.train.seed, where=str(d.train))
+        if not held_out:
             return train, None
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.train.seed)).tolist()
-        n_val = max(1, round(d.val_fraction * len(order)))
-        return train.subset(order[n_val:]), train.subset(order[:n_val], transform=DetectEval(d.image_size))
+        return train.subset(keep), train.subset(held_out, transform=DetectEval(d.image_size))
 
     # -- what the engine calls ----------------------------------------------------------
     def training_step(self, model, batch) -> dict:

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 from ... import export, plots
 from ...backbones import Preprocessing, create_backbone
-from ...data.classification import DataError
 from ...data.images import expand_inputs, output_stems, readable, report_unreadable
 from ...data.seg_transforms import SegmentTrain, upscale_factor
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
                                   split_folder)
+from ...data.split import random_split
 from ...engine import Finetuner, Validation, seeded
 from ..base import TaskAdapter
 from .config import SegmentConfig
@@ -126,14 +126,10 @@ class Segmenter(TaskAdapter):
                    "kept at their scale and padded with void (data.upscale=false)"), file=sys.stderr)
         if d.val:
             return train, self._read(d.val, d.val_masks, spec, None)
-        if d.val_fraction <= 0:
+        keep, held_out = random_split(len(train), d.val_fraction, self.config.train.seed, where=d.train)
+        if not held_out:
             return train, None
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.train.seed)).tolist()
-        n_val = max(1, round(d.val_fraction * len(order)))
-        if n_val >= len(order):
-            raise DataError(f"{d.train}: {len(order)} image(s) is too few to hold out {d.val_fraction:.0%} for "
-                            "validation; give data.val or more images")
-        return train.subset(order[n_val:]), train.subset(order[:n_val], transform=None)
+        return train.subset(keep), train.subset(held_out, transform=None)
 
     def prepare(self, train_set: SegmentationDataset) -> None:
         self._class_weights = self._weights_for(train_set)

@@ -16,6 +16,7 @@ from ... import export, plots
 from ...backbones import Preprocessing, create_backbone
 from ...data.classification import DataError, ImageDataset, collate
 from ...data.images import expand_inputs, list_images, output_stems, read_image, readable, report_unreadable
+from ...data.split import random_split
 from ...data.transforms import apply
 from ...engine import Validation, seeded
 from ..base import TaskAdapter
@@ -100,15 +101,12 @@ class Stylizer(TaskAdapter):
             raise ValueError(f"data.crops_per_image must be at least 1, not {d.crops_per_image}")
         read_image(d.style)  # an unreadable style image fails now, naming the file
         train = self._content(d.train, train=True)
-        order = list(range(len(train)))
-        val = None
+        order, val = list(range(len(train))), None
         if d.val:
             val = self._content(d.val, train=False)
-        elif d.val_fraction > 0 and len(train) >= 2:
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.train.seed)).tolist()
-            n_val = max(1, round(d.val_fraction * len(order)))
-            val = self._content(d.train, train=False).subset(order[:n_val])
-            order = order[n_val:]
+        else:
+            order, held_out = random_split(len(train), d.val_fraction, self.config.train.seed, where=d.train)
+            val = self._content(d.train, train=False).subset(held_out) if held_out else None
         # each photo crops_per_image times per epoch: different random crops and flips of it
         return train.subset(order * d.crops_per_image), val
 
