@@ -12,13 +12,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from visiontl import create_backbone
 from visiontl.adapters import TASKS, register_task
 from visiontl.adapters.base import TaskAdapter
-from visiontl.engine import FinetuneConfig, OptimConfig, TrainConfig, Validation, seeded
+from visiontl.engine import FinetuneConfig, OptimConfig, TrainConfig, Validation
 
 
-# -- the toy task: 1 config + 1 adapter, ~50 lines ---------------------------------------
+# -- the toy task: a config, a dataset and an adapter ---------------------------------------
 @dataclass
 class RegressData:
     train: str = ""  # folder of images; the target is each image's mean brightness
@@ -66,11 +65,9 @@ class Regressor(TaskAdapter):
         d = self.config.data
         return Brightness(d.train, d.image_size), Brightness(d.val, d.image_size) if d.val else None
 
-    def _build(self, weights=None, preprocessing=None):
-        with seeded(self.config.train.seed):
-            backbone = create_backbone(self.config.model.backbone, weights=weights or self.config.model.weights)
-            head = torch.nn.Linear(backbone.feature_info[-1].channels, 1)
-            self.model = torch.nn.ModuleDict({"backbone": backbone, "head": head})
+    def make_model(self, backbone):
+        head = torch.nn.Linear(backbone.feature_info[-1].channels, 1)
+        return torch.nn.ModuleDict({"backbone": backbone, "head": head})
 
     def _num_outputs(self):
         return 1

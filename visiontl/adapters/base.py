@@ -1,9 +1,9 @@
 """What every task adapter shares: loading a checkpoint, ``fit`` through the engine, the
 fine-tuning plan and its dry-run, BatchNorm handling, checkpoint metadata.
 
-A task adapter subclasses :class:`TaskAdapter` and supplies its data (``datasets``), its
-model (``_build``), its steps and metrics, ``on_fit_end``, ``evaluate``, ``predict`` and
-``export``. The engine (``visiontl.engine.Trainer``) only calls the adapter.
+A task adapter subclasses :class:`TaskAdapter` and implements the contract declared below
+(its data, its model on a backbone, its steps and metrics, its plots, predict and export).
+The engine (``visiontl.engine.Trainer``) only calls the adapter.
 """
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 from .. import plots
-from ..backbones import BACKBONES, Preprocessing, set_bn_eval
+from ..backbones import BACKBONES, Preprocessing, create_backbone, set_bn_eval
 from ..config import from_dict, to_dict
-from ..engine import FinetuneConfig, Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint
+from ..engine import (FinetuneConfig, Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint,
+                      seeded)
 from ..engine.finetune import choose
 from ..engine.lr_finder import LRFinderResult, lr_find
 from ..engine.settings import fit_batch_size, resolve_monitor
@@ -91,8 +92,11 @@ class TaskAdapter:
         """``(train, val or None)`` from ``config.data``; each has ``classes`` (names)."""
         raise NotImplementedError
 
-    def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
-        """Create ``self.model`` (and the loss) for ``self.classes``, seeded by ``train.seed``."""
+    uses_backbone = True  # make_model gets a registry backbone (False: it builds its own network)
+
+    def make_model(self, backbone) -> torch.nn.Module:
+        """The task's model for ``self.classes`` on ``backbone`` (None where ``uses_backbone``
+        is False); also sets up the task's loss if it depends on the model."""
         raise NotImplementedError
 
     def _num_outputs(self) -> int:
@@ -178,6 +182,21 @@ class TaskAdapter:
         self.classes = list(train_set.classes)
         if self.model is None or self._num_outputs() != len(self.classes):
             self._build()
+
+    def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
+        """The one place a model is made: seeded by ``train.seed`` (the caller's random state
+        is kept), on the registry backbone with ``weights`` (default ``model.weights``) and the
+        checkpoint's ``preprocessing``, and frozen as its first epoch will train it."""
+        m = self.config.model
+        with seeded(self.config.train.seed):
+            backbone = None
+            if self.uses_backbone:
+                backbone = create_backbone(m.backbone, weights=weights or m.weights)
+                if preprocessing is not None:
+                    backbone.preprocess.set(preprocessing)
+            self.model = self.make_model(backbone)
+        if self.config.finetune.strategy != "auto":
+            Finetuner(self.config.finetune, self.model).apply(0)
 
     # -- training ---------------------------------------------------------------------
     def fit(self, data: str | Path | None = None, *, val: str | Path | None = None, epochs: int | None = None,

@@ -15,12 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from ... import export, plots
-from ...backbones import Preprocessing, create_backbone
 from ...data.classification import ImageDataset, collate, csv_dataset, image_folder
 from ...data.images import expand_inputs, read_image, readable, report_unreadable
 from ...data.split import stratified_split
 from ...data.transforms import apply, eval_transform, train_transform
-from ...engine import Finetuner, Validation, seeded
+from ...engine import Validation
 from ..base import TaskAdapter
 from .config import ClassifyConfig
 from .deploy import WithProbabilities, batch_array, onnx_accuracy
@@ -58,17 +57,11 @@ class Classifier(TaskAdapter):
         if self.num_classes:
             self._build()
 
-    def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
+    def make_model(self, backbone) -> ClassificationModel:
         m = self.config.model
-        if self.classes:
+        if self.classes:  # names known (from the data or a checkpoint): their number rules
             self.num_classes = len(self.classes)
-        with seeded(self.config.train.seed):  # random-init layers are reproducible; the caller's RNG state is kept
-            backbone = create_backbone(m.backbone, weights=weights or m.weights)
-            if preprocessing is not None:
-                backbone.preprocess.set(preprocessing)
-            self.model = ClassificationModel(backbone, self.num_classes, hidden=m.hidden, dropout=m.dropout)
-            if self.config.finetune.strategy != "auto":  # the model is as its first epoch will train it
-                Finetuner(self.config.finetune, self.model).apply(0)
+        return ClassificationModel(backbone, self.num_classes, hidden=m.hidden, dropout=m.dropout)
 
     def _num_outputs(self) -> int:
         return self.model.head.layers[-1].out_features

@@ -11,14 +11,13 @@ import torch
 from ultralytics.utils.nms import non_max_suppression
 
 from ... import export, plots
-from ...backbones import Preprocessing, create_backbone
 from ...data.classification import DataError
 from ...data.detect_transforms import DetectEval, DetectTrain, letterbox, unletterbox
 from ...data.detection import (DetectionDataset, coco_samples, collate, print_report, read_data_yaml, yolo_images,
                                yolo_samples)
 from ...data.images import expand_inputs, output_stems, readable, report_unreadable
 from ...data.split import random_split
-from ...engine import Finetuner, Validation, seeded
+from ...engine import Validation
 from ..base import TaskAdapter
 from .config import DetectConfig
 from .loss import DetectionLoss
@@ -51,21 +50,20 @@ class Detector(TaskAdapter):
         if self.classes:
             self._build()
 
-    def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
+    @property
+    def uses_backbone(self) -> bool:
+        return not self.config.model.ultralytics  # a native ultralytics model brings its own
+
+    def make_model(self, backbone):
         m = self.config.model
-        with seeded(self.config.train.seed):  # random-init layers are reproducible; the caller's RNG state is kept
-            if m.ultralytics:
-                architecture = (self.checkpoint or {}).get("architecture")  # checked there: it comes from a file
-                self.model = (NativeDetector(architecture, len(self.classes), self.checkpoint["file"]) if architecture
-                              else build_native(m.ultralytics, len(self.classes)))
-            else:
-                backbone = create_backbone(m.backbone, weights=weights or m.weights)
-                if preprocessing is not None:
-                    backbone.preprocess.set(preprocessing)
-                self.model = DetectionModel(backbone, len(self.classes), width=m.width)
-            self.criterion = DetectionLoss(self.model.head, self.config.loss)
-            if self.config.finetune.strategy != "auto":
-                Finetuner(self.config.finetune, self.model).apply(0)
+        if m.ultralytics:
+            architecture = (self.checkpoint or {}).get("architecture")  # checked there: it comes from a file
+            model = (NativeDetector(architecture, len(self.classes), self.checkpoint["file"]) if architecture
+                     else build_native(m.ultralytics, len(self.classes)))
+        else:
+            model = DetectionModel(backbone, len(self.classes), width=m.width)
+        self.criterion = DetectionLoss(model.head, self.config.loss)
+        return model
 
     def _num_outputs(self) -> int:
         return self.model.head.nc

@@ -12,13 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from ... import export, plots
-from ...backbones import Preprocessing, create_backbone
 from ...data.images import expand_inputs, output_stems, readable, report_unreadable
 from ...data.seg_transforms import SegmentTrain, upscale_factor
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
                                   split_folder)
 from ...data.split import random_split
-from ...engine import Finetuner, Validation, seeded
+from ...engine import Validation
 from ..base import TaskAdapter
 from .config import SegmentConfig
 from .loss import SegmentationLoss
@@ -62,18 +61,12 @@ class Segmenter(TaskAdapter):
     def collate(self):
         return partial(collate, ignore_index=self.config.data.ignore_index)
 
-    def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
+    def make_model(self, backbone) -> SegmentationModel:
         m = self.config.model
-        with seeded(self.config.train.seed):  # random-init layers are reproducible; the caller's RNG state is kept
-            backbone = create_backbone(m.backbone, weights=weights or m.weights)
-            if preprocessing is not None:
-                backbone.preprocess.set(preprocessing)
-            self.model = SegmentationModel(backbone, len(self.classes), m.architecture, m.width)
-            if self.checkpoint and self.checkpoint.get("class_weights"):
-                self._class_weights = self.checkpoint["class_weights"]
-            self._make_criterion()
-            if self.config.finetune.strategy != "auto":
-                Finetuner(self.config.finetune, self.model).apply(0)
+        if self.checkpoint and self.checkpoint.get("class_weights"):
+            self._class_weights = self.checkpoint["class_weights"]
+        self._make_criterion()
+        return SegmentationModel(backbone, len(self.classes), m.architecture, m.width)
 
     def _make_criterion(self) -> None:
         w = torch.tensor(self._class_weights, dtype=torch.float32) if self._class_weights else None

@@ -13,12 +13,12 @@ import albumentations as A
 import torch
 
 from ... import export, plots
-from ...backbones import Preprocessing, create_backbone
+from ...backbones import create_backbone
 from ...data.classification import DataError, ImageDataset, collate
 from ...data.images import expand_inputs, list_images, output_stems, read_image, readable, report_unreadable
 from ...data.split import random_split
 from ...data.transforms import apply
-from ...engine import Validation, seeded
+from ...engine import Validation
 from ..base import TaskAdapter
 from .config import StylizeConfig
 from .loss import content_loss, gram, layer_weights, style_loss, total_variation
@@ -55,9 +55,10 @@ class Stylizer(TaskAdapter):
         self._style_grams: dict | None = None
         self._style_weights: dict | None = None
 
-    def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
-        with seeded(self.config.train.seed):  # random-init layers are reproducible; the caller's RNG state is kept
-            self.model = TransformerNet(self.config.model.width, self.config.model.blocks)
+    uses_backbone = False  # the backbone is the loss network (loss_net), not part of the model
+
+    def make_model(self, backbone) -> TransformerNet:
+        return TransformerNet(self.config.model.width, self.config.model.blocks)
 
     def _num_outputs(self) -> int:
         return 0
