@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,6 +28,66 @@ from torch.utils.data import DataLoader, Dataset
 from ..backbones.weights import file_sha256
 from .checkpoint import write_atomic
 
+
+
+def root_dir(configured: str = "") -> Path:
+    """``finetune.cache_dir`` if set, else the default folder."""
+    return Path(configured).expanduser() if configured else default_dir()
+
+
+def auto_views(fine_tuning_follows: bool, frozen_epochs: int) -> int:
+    """``finetune.cache_views: -1``: when a fine-tuning phase follows the frozen one, the
+    head trains on augmented views (one per frozen epoch, at most 4), so the switch does
+    not change what its inputs look like; a frozen-only run caches one plain view (0)."""
+    return max(1, min(frozen_epochs, 4)) if fine_tuning_follows else 0
+
+
+def cached_features(adapter, model, train_set, val_set, *, root: Path, views: int, encode_device: torch.device,
+                    channels_last: bool, batch_size: int, num_workers: int):
+    """``(train features, val features or None, stats)`` for a task that supports the cache
+    (``adapter.supports_feature_cache``): ``views`` augmented views of the training images
+    (0: one plain view) and the plain validation images, each read from the cache or
+    computed once. Under DDP rank 0 computes what is missing, the other ranks then read it."""
+    from . import distributed as dist
+
+    backbone = model.backbone
+    base = {"backbone": backbone.name, "weights": weights_hash(backbone),
+            "preprocessing": backbone.preprocessing.to_dict(), "layer": adapter.feature_layer}
+    encode = partial(_encode, adapter.feature_encoder(model), encode_device, channels_last)
+    loading = {"batch_size": batch_size, "num_workers": num_workers, "collate": adapter.collate}
+    stats = {"dir": str(root), "computed": 0, "reused": 0, "views": 0, "bytes": 0}
+
+    def features(data, wanted: list[tuple[Dataset, int, str]]) -> CachedFeatures:
+        ids = [content_hash(p) for p in adapter.sample_paths(data)]
+        out = []
+        for view_data, view, transform in wanted:
+            space = {**base, "transform": transform, "view": view}
+            if dist.is_main():
+                rows, computed = FeatureSpace(root, space).rows(ids, view_data, encode, view=view, **loading)
+                stats["computed"] += computed
+                stats["reused"] += len(ids) - computed
+            dist.barrier()
+            if not dist.is_main():  # a fresh FeatureSpace reads the index rank 0 has just written
+                rows, _ = FeatureSpace(root, space).rows(ids, view_data, encode, view=view, **loading)
+            out.append(rows)
+        return CachedFeatures(out, adapter.sample_labels(data))
+
+    plain, augmented, val_plain = adapter.cache_sources(train_set, val_set)
+    wanted = [(augmented[0], v, augmented[1]) for v in range(views)] or [(plain[0], 0, plain[1])]
+    stats["views"] = len(wanted)
+    train_cached = features(plain[0], wanted)
+    val_cached = features(val_plain[0], [(val_plain[0], 0, val_plain[1])]) if val_set is not None else None
+    stats["bytes"] = size(root)[0]
+    if dist.is_main():
+        report(stats)
+    return train_cached, val_cached, stats
+
+
+def _encode(encoder: Callable, device: torch.device, channels_last: bool, images) -> torch.Tensor:
+    """Images → features, in the memory format training uses."""
+    from .distributed import to_device
+
+    return encoder(to_device(images, device, channels_last))
 
 
 def default_dir() -> Path:

@@ -42,6 +42,7 @@ class Trainer:
         self.history: list[dict] = []
         self.batch_size = train.batch_size  # fit() may lower it for a tiny dataset (fit_batch_size)
         self.average = self._average_state = None  # the weights' running average after a switch (ema.py)
+        self._cached = None  # (head, train loader, val loader) over cached features, once computed
 
     # -- set-up -----------------------------------------------------------------------
     def _run_dir(self) -> Path:
@@ -117,18 +118,16 @@ class Trainer:
             save_config(self._ran(adapter.config), run_dir / "config.yaml")
         start_time = time.perf_counter()
 
-        step_model, cached, was_cached = None, None, None
+        phase = None  # what the epochs train: the whole model, or its head on cached features
         for epoch in range(start_epoch, cfg.epochs):
             # the fine-tuning plan is a function of the epoch: which groups train, at what LR
             changed = self.finetuner.apply(epoch, optimizer)
             # while the backbone is frozen, the head may train on cached features
             use_cache = self.finetuner.cfg.cache != "off" and self.finetuner.backbone_frozen(epoch) \
                 and adapter.supports_feature_cache
-            if use_cache and cached is None:
-                cached = self._feature_cache(model, train_set, val_set)
-            net, epoch_train, epoch_val = (cached if use_cache else (model, train_loader, val_loader))
-            if changed or step_model is None or use_cache != was_cached:
-                step_model, was_cached = self._wrap(net, distributed), use_cache
+            if phase is None or changed or phase.cached != use_cache:
+                phase = self._phase(model, use_cache, (train_loader, val_loader), train_set, val_set, distributed)
+            net, step_model, epoch_train, epoch_val = phase.net, phase.step_model, phase.train, phase.val
             if self.average is None and averages(self.finetuner.cfg, epoch):  # from the switch on
                 decay = ema.decay_for(self.finetuner.cfg.ema, steps_per_epoch)
                 self.average = ema.start(model, decay, self._average_state)
@@ -205,72 +204,37 @@ class Trainer:
         if (run_dir / "best.pt").is_file():  # every rank ends with the best epoch's weights
             model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
         final = None
-        if main and val_loader is not None and step_model is not None:  # validate them (cached if possible)
-            final = self.evaluate(net, epoch_val)
+        if main and val_loader is not None and phase is not None:  # validate them (cached if possible)
+            final = self.evaluate(phase.net, phase.val)
         if main:
             adapter.on_fit_end(run_dir, self.history, elapsed=time.perf_counter() - start_time, final=final)
         dist.barrier()
         return self.history
 
+    def _phase(self, model, use_cache: bool, loaders, train_set, val_set, distributed: bool) -> "_Phase":
+        """The network an epoch steps (the model, or its head when the features are cached;
+        wrapped for DDP / compile again because which parameters train has changed) and its
+        loaders. Cached features are computed once, at the first epoch that uses them."""
+        if use_cache and self._cached is None:
+            self._cached = self._feature_cache(model, train_set, val_set)
+        net, train, val = self._cached if use_cache else (model, *loaders)
+        return _Phase(net, self._wrap(net, distributed), train, val, use_cache)
+
     def _feature_cache(self, model, train_set, val_set):
-        """(head module, train loader, val loader) over cached features; rank 0 computes
-        what is missing, the other ranks then read it."""
+        """(head module, train loader, val loader) over cached features (feature_cache.py)."""
         from . import feature_cache as fc
 
-        ft, adapter = self.finetuner.cfg, self.adapter
-        root = Path(ft.cache_dir).expanduser() if ft.cache_dir else fc.default_dir()
-        encoder = adapter.feature_encoder(model)
-
-        def encode(images):  # the same memory format as training uses
-            return encoder(to_device(images, self.device, self.cfg.channels_last))
-        backbone = model.backbone
-        base = {"backbone": backbone.name, "weights": fc.weights_hash(backbone),
-                "preprocessing": backbone.preprocessing.to_dict(), "layer": adapter.feature_layer}
-        stats = {"dir": str(root), "computed": 0, "reused": 0, "views": 0, "bytes": 0}
-
-        def features(data, views: list[tuple[object, int, str]]):
-            ids = [fc.content_hash(p) for p in adapter.sample_paths(data)]
-            out = []
-            for view_data, view, transform in views:
-                key = {**base, "transform": transform, "view": view}
-                def compute():  # a fresh FeatureSpace reads the index rank 0 may just have written
-                    return fc.FeatureSpace(root, key).rows(
-                        ids, view_data, encode, view=view, batch_size=self.cfg.batch_size,
-                        num_workers=self.cfg.num_workers, collate=adapter.collate)
-
-                if dist.is_main():
-                    rows, computed = compute()
-                    stats["computed"] += computed
-                    stats["reused"] += len(ids) - computed
-                dist.barrier()
-                if not dist.is_main():  # on a shared disk rank 0 has left nothing to compute
-                    rows, _ = compute()
-                out.append(rows)
-            return fc.CachedFeatures(out, adapter.sample_labels(data))
-
-        plain, augmented, val_plain = adapter.cache_sources(train_set, val_set)
-        n_views = ft.cache_views if ft.cache_views >= 0 else self.auto_cache_views()
-        views = [(augmented[0], v, augmented[1]) for v in range(n_views)] or [(plain[0], 0, plain[1])]
-        stats["views"] = len(views)
-        train_cached = features(plain[0], views)
-        val_cached = features(val_plain[0], [(val_plain[0], 0, val_plain[1])]) if val_set is not None else None
-        stats["bytes"] = fc.size(root)[0]
-        if dist.is_main():
-            fc.report(stats)
-        self.cache_stats = stats
+        ft = self.finetuner.cfg
+        frozen_epochs = sum(1 for e in range(self.cfg.epochs) if self.finetuner.backbone_frozen(e))
+        views = ft.cache_views if ft.cache_views >= 0 else fc.auto_views(follows_switch(ft, self.cfg.epochs),
+                                                                       frozen_epochs)
+        train_cached, val_cached, self.cache_stats = fc.cached_features(
+            self.adapter, model, train_set, val_set, root=fc.root_dir(ft.cache_dir), views=views,
+            encode_device=self.device, channels_last=self.cfg.channels_last, batch_size=self.cfg.batch_size,
+            num_workers=self.cfg.num_workers)
         # features are in memory already: worker processes would only add start-up time
         val_loader = self._loader(val_cached, train=False, workers=0) if val_cached is not None else None
-        return adapter.feature_head(model), self._loader(train_cached, train=True, workers=0), val_loader
-
-    def auto_cache_views(self) -> int:
-        """``finetune.cache_views: -1``: when a fine-tuning phase follows the frozen one, the
-        head trains on augmented views (one per frozen epoch, at most 4), so the switch does
-        not change what its inputs look like; a frozen-only run caches one plain view."""
-        ft = self.finetuner.cfg
-        if not follows_switch(ft, self.cfg.epochs):
-            return 0
-        frozen_epochs = sum(1 for e in range(self.cfg.epochs) if self.finetuner.backbone_frozen(e))
-        return max(1, min(frozen_epochs, 4))
+        return self.adapter.feature_head(model), self._loader(train_cached, train=True, workers=0), val_loader
 
     def _wrap(self, model, distributed: bool):
         """DDP (and torch.compile) see which parameters train only when they wrap the model:
@@ -347,6 +311,15 @@ class Trainer:
     def evaluate(self, model: torch.nn.Module, loader: DataLoader) -> Validation:
         return evaluate(self.adapter, model, loader, device=self.device, amp=self.cfg.amp,
                         channels_last=self.cfg.channels_last)
+
+
+@dataclass
+class _Phase:
+    net: torch.nn.Module  # the model, or its head on cached features
+    step_model: torch.nn.Module  # net as the optimiser steps it (DDP / compiled)
+    train: DataLoader
+    val: DataLoader | None
+    cached: bool
 
 
 @dataclass
