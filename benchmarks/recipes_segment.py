@@ -128,13 +128,13 @@ def plain_run(name: str, train: Path, val: Path, args, seed: int) -> dict:
     """The plain smp loop: resize to the training size, Adam 1e-3, flips, CE, batch 8."""
     import segmentation_models_pytorch as smp
 
-    from visiontl.backbones import WEIGHTS
+    from visiontl.backbones import BACKBONES
     from visiontl.backbones.weights import resolve
 
     torch.manual_seed(seed)
     size, n_classes = args.image_size, len(CLASSES[name])
     model = smp.Unet("mobilenet_v2", encoder_weights=None, classes=n_classes)
-    state, _, _ = resolve("mobilenet_v2", WEIGHTS["mobilenet_v2"], "imagenet")
+    state, _, _ = resolve("mobilenet_v2", list(BACKBONES.get("mobilenet_v2").weights), "imagenet")
     model.encoder.load_state_dict({k: v for k, v in state.items() if not k.startswith("classifier.")})
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

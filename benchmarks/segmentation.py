@@ -67,11 +67,11 @@ class PlainLoop:
         import segmentation_models_pytorch as smp
 
         from visiontl.backbones.weights import resolve
-        from visiontl.backbones import WEIGHTS
+        from visiontl.backbones import BACKBONES
 
         torch.manual_seed(0)
         self.model = smp.Unet("mobilenet_v2", encoder_weights=None, classes=len(CLASSES))
-        state, _, self.source = resolve("mobilenet_v2", WEIGHTS["mobilenet_v2"], "imagenet")  # the same file
+        state, _, self.source = resolve("mobilenet_v2", list(BACKBONES.get("mobilenet_v2").weights), "imagenet")  # the same file
         self.model.encoder.load_state_dict({k: v for k, v in state.items() if not k.startswith("classifier.")})
         self.model = self.model.to(device, memory_format=torch.channels_last)
         self.device, self.args = device, args

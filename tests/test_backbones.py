@@ -79,3 +79,32 @@ def test_list_backbones_reports_shipped_weights_offline():
     assert rows["mobilenet_v2"].startswith("shipped")
     assert rows["vgg19"].startswith("shipped")
     assert rows["resnet18"] == "not available"  # empty hub cache, VISIONTL_OFFLINE=1
+
+
+def test_registering_a_backbone_is_one_call_and_everything_knows_it(monkeypatch):
+    """A user's backbone: list_backbones, create_backbone (random init, a file, a clear error
+    for imagenet) and a task's model.backbone all work with it."""
+    import torch
+    from torch import nn
+
+    from visiontl.adapters import Classifier
+    from visiontl.backbones import BACKBONES, Backbone, FeatureInfo, WeightsUnavailable, register_backbone
+
+    def tiny(*, state_dict=None, preprocessing=None, source=""):
+        bb = Backbone([nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU()),
+                       nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU())],
+                      [FeatureInfo(8, 2, "s0"), FeatureInfo(16, 4, "s1")], name="tiny_user")
+        if state_dict is not None:
+            bb.load_state_dict(state_dict)
+        return bb
+
+    monkeypatch.setattr(BACKBONES, "_items", dict(BACKBONES._items))  # the registration ends with the test
+    register_backbone("tiny_user", tiny)
+    assert {"name": "tiny_user", "weights": "no pretrained weights", "tags": []} in list_backbones()
+    assert [f.shape[1] for f in create_backbone("tiny_user", weights="none")(torch.rand(1, 3, 32, 32))] == [8, 16]
+    with pytest.raises(WeightsUnavailable, match="tiny_user: no pretrained weights are registered"):
+        create_backbone("tiny_user", weights="imagenet")
+    clf = Classifier(backbone="tiny_user", weights="none", classes=["a", "b"], strategy="full")
+    assert clf.model(torch.rand(2, 3, 32, 32)).shape == (2, 2)
+    with pytest.raises(KeyError, match="unknown backbone prefix 'nope'; valid names: timm"):
+        create_backbone("nope:thing")

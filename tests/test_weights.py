@@ -7,7 +7,7 @@ import torch
 import torchvision.models as tvm
 
 from visiontl import create_backbone
-from visiontl.backbones import WEIGHTS, Preprocess, Preprocessing, WeightsUnavailable
+from visiontl.backbones import BACKBONES, Preprocess, Preprocessing, WeightsUnavailable
 from visiontl.backbones.weights import resolve
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -21,7 +21,7 @@ def chelsea():
 
 
 def test_offline_mobilenet_v2_sees_a_cat(chelsea):
-    sd, wf, source = resolve("mobilenet_v2", WEIGHTS["mobilenet_v2"])
+    sd, wf, source = resolve("mobilenet_v2", list(BACKBONES.get("mobilenet_v2").weights))
     assert source.startswith("package:")
     net = tvm.mobilenet_v2()
     net.load_state_dict(sd)  # strict: the file is torchvision's own
@@ -81,7 +81,7 @@ def test_hub_cache_is_used_first_and_sha256_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     ckpt = tmp_path / "hub" / "checkpoints"
     ckpt.mkdir(parents=True)
-    wf = next(w for w in WEIGHTS["resnet18"] if w.url)
+    wf = next(w for w in BACKBONES.get("resnet18").weights if w.url)
     torch.save(tvm.resnet18().state_dict(), ckpt / wf.filename)  # right layout, wrong hash
     with pytest.raises(WeightsUnavailable, match="sha256"):
         create_backbone("resnet18", weights="imagenet")

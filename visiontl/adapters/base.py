@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import plots
-from ..backbones import BACKBONES, Preprocessing, create_backbone, set_bn_eval
+from ..backbones import Preprocessing, check_backbone_name, create_backbone, set_bn_eval
 from ..config import from_dict, to_dict
 from ..engine import (FinetuneConfig, Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint,
                       seeded)
@@ -40,8 +40,8 @@ class TaskAdapter:
                 config.finetune = replace(config.finetune, strategy=strategy)
         self.config = config
         backbone = config.model.backbone
-        if backbone and not backbone.startswith("timm:"):
-            BACKBONES.get(backbone)  # an unknown name fails now, listing the valid ones
+        if backbone:
+            check_backbone_name(backbone)  # an unknown name fails now, listing the valid ones
         self.classes: list[str] | None = None
         self.model = None
         self.run_dir: Path | None = None

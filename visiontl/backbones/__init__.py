@@ -1,25 +1,66 @@
-"""The backbone registry: ``create_backbone(name, weights=...)`` and ``list_backbones()``."""
+"""The backbone registry: ``create_backbone(name, weights=...)``, ``list_backbones()`` and
+``register_backbone``. Each entry carries its builder and its known pretrained weights; a
+name with a prefix (``timm:convnext_nano``) goes to the resolver registered for the prefix."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 from ..registry import Registry
 from . import timm_backbones, torchvision_backbones
 from .base import Backbone, FeatureInfo, Preprocess, Preprocessing, freeze, set_bn_eval
 from .weights import WeightsFile, WeightsUnavailable, availability, load_state_dict, resolve
 
-BACKBONES: Registry = Registry("backbone")
-for _name, _builder in torchvision_backbones.BUILDERS.items():
-    BACKBONES.register(_name, _builder)
 
-WEIGHTS: dict[str, list[WeightsFile]] = {n: s.files for n, s in torchvision_backbones.SPECS.items()}
+@dataclass(frozen=True)
+class BackboneEntry:
+    """A registered backbone: ``builder(state_dict=None, preprocessing=None, source="")``
+    returns a :class:`Backbone` (with the given weights loaded), ``weights`` are the files
+    ``weights="imagenet"`` (or a tag) may resolve to, in order of preference."""
+    builder: Callable[..., Backbone]
+    weights: tuple[WeightsFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resolver:
+    """Backbones named ``prefix:<model>`` built by another library: ``build(model, weights)``."""
+    build: Callable[[str, str], Backbone]
+    available: Callable[[], bool]
+    install: str  # how to get the library
+    weights: str  # where its weights come from, in words (for ``visiontl backbones``)
+
+
+BACKBONES: Registry[BackboneEntry] = Registry("backbone")
+RESOLVERS: Registry[Resolver] = Registry("backbone prefix")
+
+
+def register_backbone(name: str, builder: Callable[..., Backbone], weights: Sequence[WeightsFile] = ()) -> None:
+    """Add a backbone: ``create_backbone(name, …)``, ``list_backbones()`` and every task's
+    ``model.backbone`` then know it (with ``weights="none"`` or a file if no weights are given)."""
+    BACKBONES.register(name, BackboneEntry(builder, tuple(weights)))
+
+
+for _name, _spec in torchvision_backbones.SPECS.items():
+    register_backbone(_name, torchvision_backbones.BUILDERS[_name], _spec.files)
+RESOLVERS.register("timm", Resolver(timm_backbones.build, timm_backbones.available, "pip install timm",
+                                    "via timm (hub cache or download)"))
+
+
+def check_backbone_name(name: str) -> None:
+    """An unknown backbone name (or prefix) fails now, listing the valid ones."""
+    if ":" in name:
+        RESOLVERS.get(name.split(":", 1)[0])
+    else:
+        BACKBONES.get(name)
 
 
 def create_backbone(name: str, *, weights: str | Path = "imagenet") -> Backbone:
     """Build a registered backbone with its weights and matching preprocessing.
 
     Args:
-        name: a registry key (``visiontl backbones`` lists them) or ``timm:<model>``.
+        name: a registry key (``visiontl backbones`` lists them) or ``prefix:<model>``
+            (``timm:convnext_nano``).
         weights: ``"imagenet"`` (offline first, see :mod:`visiontl.backbones.weights`),
             a named tag (e.g. ``"IMAGENET1K_V2"``, ``"caffe"``), a local file path, or ``"none"``.
 
@@ -30,26 +71,28 @@ def create_backbone(name: str, *, weights: str | Path = "imagenet") -> Backbone:
         bb.feature_info[-1].channels              # 1280
     """
     weights = str(weights)
-    if name.startswith("timm:"):
-        if not timm_backbones.available():
-            raise ImportError("timm:<name> backbones need timm: pip install timm")
-        return timm_backbones.build(name[5:], weights)
-    builder = BACKBONES.get(name)
+    if ":" in name:
+        prefix, model = name.split(":", 1)
+        resolver = RESOLVERS.get(prefix)
+        if not resolver.available():
+            raise ImportError(f"{prefix}:<name> backbones need {prefix}: {resolver.install}")
+        return resolver.build(model, weights)
+    entry = BACKBONES.get(name)
     if weights.lower() == "none":
-        bb = builder()
+        bb = entry.builder()
         bb.weights_source = "none"
         return bb
     if Path(weights).suffix in {".pth", ".pt", ".bin", ".safetensors"} or Path(weights).exists():
         sd = load_state_dict(weights)
         if any(k.startswith("stages.") for k in sd):  # a saved visiontl Backbone
-            bb = builder()
+            bb = entry.builder()
             bb.load_state_dict(sd, strict=True)
-        else:  # a torchvision-layout file
-            bb = builder(state_dict=sd, source=weights)
+        else:  # the builder's own layout (torchvision's for the built-in ones)
+            bb = entry.builder(state_dict=sd, source=weights)
         bb.weights_source = f"file:{weights}"
         return bb
-    sd, wf, source = resolve(name, WEIGHTS[name], weights)
-    bb = builder(state_dict=sd, preprocessing=wf.preprocessing, source=source)
+    sd, wf, source = resolve(name, list(entry.weights), weights)
+    bb = entry.builder(state_dict=sd, preprocessing=wf.preprocessing, source=source)
     bb.weights_source = source
     return bb
 
@@ -58,14 +101,16 @@ def list_backbones() -> list[dict]:
     """Every registered backbone with the availability of its pretrained weights right now."""
     rows = []
     for name in BACKBONES:
-        files = WEIGHTS[name]
+        files = list(BACKBONES.get(name).weights)
         rows.append({"name": name, "weights": availability(files), "tags": sorted({f.tag for f in files})})
-    if timm_backbones.available():
-        rows.append({"name": "timm:<model>", "weights": "via timm (hub cache or download)", "tags": []})
+    for prefix in RESOLVERS:
+        resolver = RESOLVERS.get(prefix)
+        if resolver.available():
+            rows.append({"name": f"{prefix}:<model>", "weights": resolver.weights, "tags": []})
     return rows
 
 
 __all__ = [
-    "BACKBONES", "Backbone", "FeatureInfo", "Preprocess", "Preprocessing", "WeightsUnavailable",
-    "create_backbone", "freeze", "list_backbones", "set_bn_eval",
+    "BACKBONES", "RESOLVERS", "Backbone", "BackboneEntry", "FeatureInfo", "Preprocess", "Preprocessing", "Resolver",
+    "WeightsUnavailable", "check_backbone_name", "create_backbone", "freeze", "list_backbones", "register_backbone", "set_bn_eval",
 ]

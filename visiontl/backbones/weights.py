@@ -199,6 +199,9 @@ def _read(path: Path, wf: WeightsFile) -> dict[str, torch.Tensor]:
 
 def resolve(name: str, files: list[WeightsFile], tag: str = "imagenet") -> tuple[dict, WeightsFile, str]:
     """Find ``tag`` weights for backbone ``name``: returns (state dict, file spec, source)."""
+    if not files:
+        raise WeightsUnavailable(f"{name}: no pretrained weights are registered for this backbone; use "
+                                 "weights=none (random init) or a path to a local file")
     wanted = [wf for wf in files if tag == "imagenet" or wf.tag.lower() == tag.lower()]
     if not wanted:
         tags = sorted({wf.tag for wf in files})
