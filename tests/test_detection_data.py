@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from visiontl.data.classification import DataError
+from visiontl.data import DataError
 from visiontl.data.detect_transforms import DetectAugment, DetectEval, DetectTrain, letterbox, to_tensors, unletterbox
 from visiontl.data.detection import (DetectionDataset, coco_samples, collate, label_path, read_data_yaml, yolo_images,
                                      yolo_samples)

@@ -15,7 +15,8 @@ from conftest import SEGMENT_CLASSES, make_segmentation_set, tiny_segment_config
 from PIL import Image
 
 from visiontl.adapters import Segmenter
-from visiontl.adapters.segmentation.loss import SegmentLoss, SegmentationLoss, cross_entropy, dice_loss, focal_loss
+from visiontl.adapters.segmentation.config import SegmentLossConfig
+from visiontl.adapters.segmentation.loss import SegmentationLoss, cross_entropy, dice_loss, focal_loss
 from visiontl.adapters.segmentation.metrics import confusion, summarize
 from visiontl.adapters.segmentation.model import DECODERS, SegmentationModel
 from visiontl.adapters.segmentation.tiling import predict_logits
@@ -28,7 +29,7 @@ def assert_trains_and_infers(model: SegmentationModel, num_classes: int = 3) -> 
     torch.manual_seed(0)
     images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
     masks = torch.randint(0, num_classes, (2, 64, 64))
-    crit = SegmentationLoss(SegmentLoss())
+    crit = SegmentationLoss(SegmentLossConfig())
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     model.train()
     loss, parts = crit(model(images), masks)
@@ -115,11 +116,11 @@ def test_focal_at_gamma_zero_is_weighted_cross_entropy_and_downweights_easy_pixe
 
 def test_combined_loss_is_the_weighted_sum():
     logits, target = _logits_and_target()
-    total, parts = SegmentationLoss(SegmentLoss(ce=0.5, dice=2.0, focal=1.0))(logits, target)
+    total, parts = SegmentationLoss(SegmentLossConfig(ce=0.5, dice=2.0, focal=1.0))(logits, target)
     assert set(parts) == {"ce", "dice", "focal"}
     assert torch.allclose(total, 0.5 * parts["ce"] + 2.0 * parts["dice"] + parts["focal"])
     with pytest.raises(ValueError, match="at least one"):
-        SegmentationLoss(SegmentLoss(ce=0, dice=0))
+        SegmentationLoss(SegmentLossConfig(ce=0, dice=0))
 
 
 # -- metrics ----------------------------------------------------------------------------

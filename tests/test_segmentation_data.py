@@ -8,7 +8,7 @@ import torch
 from conftest import SEGMENT_CLASSES, make_segmentation_set
 from PIL import Image
 
-from visiontl.data.classification import DataError
+from visiontl.data import DataError
 from visiontl.data.seg_transforms import SegmentAugment, SegmentTrain
 from visiontl.data.segmentation import MaskSpec, check_pairs, collate, find_pairs, split_folder
 

@@ -195,7 +195,7 @@ def test_fast_model_trains_through_the_engine_predicts_any_size_reloads_and_expo
 
 def test_fast_model_input_errors(tmp_path):
     from visiontl.adapters import Stylizer
-    from visiontl.data.classification import DataError
+    from visiontl.data import DataError
     from visiontl.data.images import BadImageError
 
     st = Stylizer()

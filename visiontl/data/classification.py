@@ -9,11 +9,7 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .images import BadImageError, check_image, list_images, read_image
-
-
-class DataError(ValueError):
-    """The dataset on disk is not usable; the message names the file or folder."""
+from .images import BadImageError, DataError, check_image, list_images, read_image
 
 
 class ImageDataset(Dataset):

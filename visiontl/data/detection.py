@@ -19,9 +19,8 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from .classification import DataError
 from .detect_transforms import to_tensors
-from .images import IMAGE_EXTENSIONS, check_image, list_images, read_image
+from .images import IMAGE_EXTENSIONS, DataError, check_image, list_images, read_image
 
 
 @dataclass

@@ -16,6 +16,10 @@ from PIL import Image, UnidentifiedImageError
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
+class DataError(ValueError):
+    """A dataset on disk is not usable (any task); the message names the file or folder."""
+
+
 class BadImageError(ValueError):
     """An image file that cannot be used; the message names the file and the problem."""
 

@@ -21,8 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from .classification import DataError
-from .images import BadImageError, check_image, list_images, read_image
+from .images import BadImageError, DataError, check_image, list_images, read_image
 
 MASK_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".gif")
 

@@ -11,11 +11,10 @@ import torch
 from ultralytics.utils.nms import non_max_suppression
 
 from ... import export, plots
-from ...data.classification import DataError
 from ...data.detect_transforms import DetectEval, DetectTrain, letterbox, unletterbox
 from ...data.detection import (DetectionDataset, coco_samples, collate, print_report, read_data_yaml, yolo_images,
                                yolo_samples)
-from ...data.images import expand_inputs, output_stems, readable, report_unreadable
+from ...data.images import DataError, expand_inputs, output_stems, readable, report_unreadable
 from ...data.split import random_split
 from ...engine import Validation
 from ..base import TaskAdapter

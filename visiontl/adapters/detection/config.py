@@ -6,7 +6,6 @@ from typing import Literal
 
 from ...data.detect_transforms import DetectAugment
 from ...engine import FinetuneConfig, OptimConfig, TrainConfig
-from .loss import DetectLoss
 
 
 @dataclass
@@ -31,7 +30,14 @@ class DetectModel:
 
 
 @dataclass
-class DetectEval:
+class DetectLossConfig:
+    box: float = 7.5  # gains, as in YOLOv8
+    cls: float = 0.5  # gain of the classification (BCE) term
+    dfl: float = 1.5  # gain of the distribution focal loss term
+
+
+@dataclass
+class DetectEvalConfig:
     conf: float = 0.001  # score threshold for metrics (low, as mAP needs the whole PR curve)
     iou: float = 0.7  # NMS IoU threshold
     max_det: int = 300  # most detections kept per image
@@ -43,8 +49,8 @@ class DetectConfig:
     task: Literal["detect"] = "detect"
     data: DetectData = field(default_factory=DetectData)
     model: DetectModel = field(default_factory=DetectModel)
-    loss: DetectLoss = field(default_factory=DetectLoss)
-    eval: DetectEval = field(default_factory=DetectEval)
+    loss: DetectLossConfig = field(default_factory=DetectLossConfig)
+    eval: DetectEvalConfig = field(default_factory=DetectEvalConfig)
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="full"))  # as the Python API
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

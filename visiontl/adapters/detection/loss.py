@@ -3,25 +3,19 @@ assignment), ultralytics' own ``v8DetectionLoss``, fed by any model whose last m
 ``Detect`` head with its strides set (visiontl's detector or a native ultralytics one)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
 from ultralytics.utils.loss import v8DetectionLoss
 
-
-@dataclass
-class DetectLoss:
-    box: float = 7.5  # gains, as in YOLOv8
-    cls: float = 0.5  # gain of the classification (BCE) term
-    dfl: float = 1.5  # gain of the distribution focal loss term
+from .config import DetectLossConfig
 
 
 class _LossView:
     """What ``v8DetectionLoss`` reads from a model: ``model[-1]`` (the head), ``args``
     (the gains) and the device of its parameters."""
 
-    def __init__(self, head: torch.nn.Module, gains: DetectLoss, device: torch.device) -> None:
+    def __init__(self, head: torch.nn.Module, gains: DetectLossConfig, device: torch.device) -> None:
         self.model = [head]
         self.args = SimpleNamespace(box=gains.box, cls=gains.cls, dfl=gains.dfl)
         self._device = torch.zeros((), device=device)
@@ -38,7 +32,7 @@ class DetectionLoss:
     is per image (ultralytics multiplies by the batch size for its SGD recipe).
     """
 
-    def __init__(self, head: torch.nn.Module, gains: DetectLoss) -> None:
+    def __init__(self, head: torch.nn.Module, gains: DetectLossConfig) -> None:
         self.head, self.gains, self._criterion, self._device = head, gains, None, None
 
     def __call__(self, raw: dict, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional, Union
 
 from ...data.seg_transforms import SegmentAugment
 from ...engine import FinetuneConfig, OptimConfig, TrainConfig
-from .loss import SegmentLoss
 
 
 @dataclass
@@ -42,11 +41,20 @@ class SegmentEval:
 
 
 @dataclass
+class SegmentLossConfig:
+    ce: float = 1.0  # weight of cross-entropy in the sum
+    dice: float = 1.0  # weight of the Dice loss
+    focal: float = 0.0  # weight of the focal loss
+    focal_gamma: float = 2.0  # focal loss focusing; 0 = plain cross-entropy
+    class_weights: Optional[Union[Literal["balanced"], list[float]]] = None  # balanced: from the training pixels
+
+
+@dataclass
 class SegmentConfig:
     task: Literal["segment"] = "segment"
     data: SegmentData = field(default_factory=SegmentData)
     model: SegmentModel = field(default_factory=SegmentModel)
-    loss: SegmentLoss = field(default_factory=SegmentLoss)
+    loss: SegmentLossConfig = field(default_factory=SegmentLossConfig)
     eval: SegmentEval = field(default_factory=SegmentEval)
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="full"))  # as the Python API
     optim: OptimConfig = field(default_factory=OptimConfig)

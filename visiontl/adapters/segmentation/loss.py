@@ -8,12 +8,11 @@ weighted cross-entropy.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Optional, Union
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .config import SegmentLossConfig
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = 255,
@@ -64,19 +63,10 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0
     return loss.sum() / w.sum().clamp_min(1e-12)
 
 
-@dataclass
-class SegmentLoss:
-    ce: float = 1.0  # weight of cross-entropy in the sum
-    dice: float = 1.0  # weight of the Dice loss
-    focal: float = 0.0  # weight of the focal loss
-    focal_gamma: float = 2.0  # focal loss focusing; 0 = plain cross-entropy
-    class_weights: Optional[Union[Literal["balanced"], list[float]]] = None  # balanced: from the training pixels
-
-
 class SegmentationLoss(nn.Module):
     """``ce``·CE + ``dice``·Dice + ``focal``·Focal; returns (total, {part: value})."""
 
-    def __init__(self, cfg: SegmentLoss, ignore_index: int = 255, weight: torch.Tensor | None = None) -> None:
+    def __init__(self, cfg: SegmentLossConfig, ignore_index: int = 255, weight: torch.Tensor | None = None) -> None:
         super().__init__()
         if cfg.ce < 0 or cfg.dice < 0 or cfg.focal < 0 or cfg.ce + cfg.dice + cfg.focal == 0:
             raise ValueError("loss: ce, dice and focal are non-negative weights and at least one is > 0")

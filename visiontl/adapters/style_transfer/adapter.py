@@ -14,8 +14,9 @@ import torch
 
 from ... import export, plots
 from ...backbones import create_backbone
-from ...data.classification import DataError, ImageDataset, collate
-from ...data.images import expand_inputs, list_images, output_stems, read_image, readable, report_unreadable
+from ...data.classification import ImageDataset, collate
+from ...data.images import (DataError, expand_inputs, list_images, output_stems, read_image, readable,
+                            report_unreadable)
 from ...data.split import random_split
 from ...data.transforms import apply
 from ...engine import Validation
