@@ -13,9 +13,10 @@ def _run(code: str) -> str:
 
 def test_help_answers_without_importing_torch():
     out = _run("import sys\nfrom visiontl.cli import main\n"
-               "for argv in (['--help'], ['train', '--help']):\n"
+               "for argv in (['--help'], ['train', '--help'], *(['train', t, '--help'] for t in\n"
+               "             ('classify', 'detect', 'segment', 'stylize'))):\n"
                "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-               "print(sorted(m for m in ('torch', 'matplotlib', 'albumentations', 'ultralytics') if m in sys.modules))")
+               "print(sorted(m for m in ('torch', 'matplotlib', 'albumentations', 'ultralytics', 'cv2') if m in sys.modules))")
     assert out.endswith("[]"), out[-500:]
 
 

@@ -102,12 +102,13 @@ def _parser() -> argparse.ArgumentParser:
 def _task_help(parser: argparse.ArgumentParser, command: str, task: str) -> str:
     """``visiontl train TASK --help``: the command's options, then every config key of the
     task with its type, default and description."""
-    from .adapters import TASKS
+    from .adapters import config_class
     from .config import describe
 
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-    rows = [r for r in describe(TASKS[task][1]) if r[0] != "task"]
+    try:
+        rows = [r for r in describe(config_class(task)) if r[0] != "task"]
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
     width = max(len(f"{key}={default}") for key, _, default, _ in rows)
     lines = [f"  {key}={default}".ljust(width + 4) + f"{tp}" + (f" — {doc}" if doc else "")
              for key, tp, default, doc in rows]

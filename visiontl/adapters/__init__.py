@@ -48,6 +48,17 @@ class _Tasks(Mapping):
 TASKS = _Tasks()
 
 
+def config_class(task: str) -> type:
+    """The config dataclass of ``task``, imported without its adapter (no torch): what
+    ``visiontl train TASK --help`` lists."""
+    if task in _REGISTERED:
+        return _REGISTERED[task][1]
+    if task not in _WHERE:
+        raise KeyError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    module, _, config = _WHERE[task]
+    return getattr(importlib.import_module(module + ".config", __name__), config)
+
+
 def __getattr__(name: str):
     if name == "stylize":  # style transfer by per-image optimisation (no training)
         return importlib.import_module(".style_transfer", __name__).stylize
@@ -57,4 +68,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["TASKS", "register_task", "stylize", *(n for _, a, c in _WHERE.values() for n in (a, c))]
+__all__ = ["TASKS", "config_class", "register_task", "stylize", *(n for _, a, c in _WHERE.values() for n in (a, c))]

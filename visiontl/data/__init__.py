@@ -1,6 +1,9 @@
-"""Datasets and augmentation pipelines."""
-from .classification import csv_dataset, image_folder
-from .images import BadImageError, DataError, read_image
-from .split import random_split, stratified_split
+"""Datasets, data formats and augmentation pipelines. Names load on first use."""
+from .._lazy import exports
 
-__all__ = ["BadImageError", "DataError", "csv_dataset", "image_folder", "random_split", "read_image", "stratified_split"]
+_WHERE = {
+    "csv_dataset": ".classification", "image_folder": ".classification", "BadImageError": ".images",
+    "DataError": ".images", "read_image": ".images", "random_split": ".split", "stratified_split": ".split",
+}
+__getattr__, __dir__ = exports(__name__, _WHERE)
+__all__ = sorted(_WHERE)

@@ -3,24 +3,15 @@ mosaic, random scale/translate, flips and colour, with albumentations keeping th
 right. Pixels stay RGB uint8; normalisation belongs to the backbone."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
 
+from .augment import DetectAugment
+
 FILL = 114  # YOLO's grey for padding
-
-
-@dataclass
-class DetectAugment:
-    hflip: float = 0.5  # probability
-    vflip: float = 0.0  # probability (aerial and microscopy images have no "up")
-    scale: float = 0.25  # random zoom in [1 - scale, 1 + scale]
-    translate: float = 0.1  # random shift, fraction of the image size
-    color: float = 0.3  # brightness / contrast / saturation (hue a quarter of it); 0 = off
-    mosaic: float = 0.0  # probability of a 2×2 mosaic of four training images
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:

@@ -5,23 +5,13 @@ image only. Training works on random crops at the images' own scale, and predict
 slides a window over the full image, so the model sees the same scale in both."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
 
-
-@dataclass
-class SegmentAugment:
-    scale_min: float = 0.75  # random rescale before cropping, in [scale_min, scale_max]
-    scale_max: float = 1.25  # (scale_min < 1: a smaller view padded with void)
-    hflip: float = 0.5  # probability
-    vflip: float = 0.0  # probability (microscopy and aerial images have no "up")
-    rotate90: bool = False  # random multiples of 90° (microscopy, aerial)
-    rotate: float = 0.0  # max degrees of a free rotation
-    color: float = 0.2  # brightness / contrast / saturation (hue a quarter of it); 0 = off
+from .augment import SegmentAugment
 
 
 def upscale_factor(height: int, width: int, size: int) -> float:

@@ -2,22 +2,13 @@
 belongs to the backbone (``Backbone.preprocess``), because it depends on the weights."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
 
-
-@dataclass
-class AugmentConfig:
-    random_resized_crop: bool = True  # random crop of scale_min..1 of the area, resized; false: plain resize
-    scale_min: float = 0.6  # smallest crop area fraction for random_resized_crop
-    hflip: float = 0.5  # probability
-    vflip: float = 0.0  # probability (right for aerial/microscopy images, wrong for photos)
-    rotate: float = 0.0  # max degrees
-    color_jitter: float = 0.2  # brightness/contrast/saturation strength; 0 = off
+from .augment import AugmentConfig
 
 
 def train_transform(size: int, aug: AugmentConfig) -> A.Compose:

@@ -1,8 +1,12 @@
-"""The shared engine: one loop for every task adapter."""
-from .checkpoint import load_checkpoint, save_atomic, seed_everything, seeded
-from .finetune import FinetuneConfig, Finetuner
-from .schedules import get_lr
-from .settings import OptimConfig, TrainConfig, check_settings
-from .trainer import Trainer, Validation, evaluate
+"""The shared engine: one loop for every task adapter. Names load on first use (the config
+sections in ``engine.config`` need no torch)."""
+from .._lazy import exports
 
-__all__ = ["FinetuneConfig", "Finetuner", "OptimConfig", "TrainConfig", "Trainer", "Validation", "check_settings", "evaluate", "get_lr", "load_checkpoint", "save_atomic", "seed_everything", "seeded"]
+_WHERE = {
+    "FinetuneConfig": ".config", "OptimConfig": ".config", "TrainConfig": ".config",
+    "load_checkpoint": ".checkpoint", "save_atomic": ".checkpoint", "seed_everything": ".checkpoint",
+    "seeded": ".checkpoint", "Finetuner": ".finetune", "get_lr": ".schedules", "check_settings": ".settings",
+    "Trainer": ".trainer", "Validation": ".trainer", "evaluate": ".trainer",
+}
+__getattr__, __dir__ = exports(__name__, _WHERE)
+__all__ = sorted(_WHERE)

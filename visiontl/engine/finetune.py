@@ -44,30 +44,12 @@ d × its LR, the next d², and so on down to the stem.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
 from torch import nn
 
 from ..backbones.base import NORMS, freeze, set_bn_eval
-
-
-@dataclass
-class FinetuneConfig:
-    strategy: Literal["frozen", "last_n", "full", "two_phase", "gradual", "auto"] = "frozen"  # what trains, when
-    last_n: int = -1  # backbone blocks that train (last_n; two_phase after the switch); -1: the top 40 %
-    head_epochs: int = 2  # two_phase: epochs with the backbone frozen
-    phase2_lr_factor: float = 0.05  # after a frozen phase: the backbone groups' LR multiplier
-    phase2_head_lr_factor: float = 0.5  # after a frozen phase: the head's LR multiplier
-    phase_warmup: float = 0.3  # fraction of each phase after a switch spent warming the LR up
-    ema: float = 0.25  # after a switch: half-life (epochs) of the weight average validated and saved; 0 = off
-    backbone_lr_factor: float = -1.0  # full / last_n: the backbone's LR multiplier; -1: auto (1, or 0.1 without BatchNorm)
-    bn: Literal["auto", "frozen", "train"] = "auto"  # backbone BatchNorm; auto: frozen if pretrained
-    milestones: list[int] = field(default_factory=list)  # gradual: epochs (0-based) that unfreeze one more group
-    group_lr_decay: float = 1.0  # discriminative LRs: top backbone group × d, the next × d², …
-    cache: Literal["auto", "off"] = "auto"  # auto: train the head on cached features while the backbone is frozen
-    cache_views: int = -1  # -1: auto (augmented views when a fine-tuning phase follows); 0: one plain view; K: K views
-    cache_dir: str = ""  # default ~/.cache/visiontl/features (VISIONTL_CACHE moves it)
+from .config import FinetuneConfig
 
 
 TOP_FRACTION = 0.4  # last_n = -1: the top 40 % of the blocks (measured: benchmarks/RESULTS.md, recipes)

@@ -1,28 +1,16 @@
-"""The engine's settings (``optim`` and ``train`` config sections), the checks that name an
-impossible value by its key before any work starts, and what the settings decide before the
-loop runs: the batch size for a tiny dataset, the monitored metric, the optimiser."""
+"""What the engine's ``optim`` and ``train`` settings (config.py) decide: the checks that name
+an impossible value by its key before any work starts, the batch size for a tiny dataset,
+the monitored metric, the optimiser."""
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
 
 import torch
 
 from . import distributed as dist
-
-
-@dataclass
-class OptimConfig:
-    name: Literal["adamw", "adam", "sgd"] = "adamw"  # optimiser
-    lr: Union[float, Literal["auto"]] = 1e-3  # auto: a learning-rate range test before training
-    weight_decay: float = 1e-4  # decoupled for adamw; not applied to norms and biases
-    momentum: float = 0.9  # sgd only
-    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"  # learning-rate schedule over all steps
-    warmup_epochs: float = 0.0  # linear warmup from 0 (fractions allowed)
-    min_lr_ratio: float = 0.01  # the schedule's final LR as a fraction of optim.lr
+from .config import OptimConfig, TrainConfig
 
 
 def resolve_monitor(configured: str, default: tuple[str, str]) -> tuple[str, str]:
@@ -43,28 +31,6 @@ def fit_batch_size(cfg: "TrainConfig", n_images: int, *, announce: bool = True) 
               f"{math.ceil(n_images / cfg.batch_size / cfg.accumulate)} optimiser step(s) an epoch; "
               f"train.min_steps_per_epoch={cfg.min_steps_per_epoch} (0 keeps the batch size)", file=sys.stderr)
     return min(size, cfg.batch_size)
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 10  # passes over the training set
-    batch_size: int = 32  # images per optimiser step (× accumulate)
-    num_workers: int = 2  # data-loading processes; 0 = in the training process
-    device: str = "auto"  # auto | cpu | cuda | cuda:1
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 (or fp16 + scaler) on CUDA, off on CPU
-    channels_last: bool = True  # NHWC memory layout (faster convolutions on CPU and CUDA)
-    compile: bool = False  # torch.compile the model
-    grad_clip: float = 0.0  # max global grad norm; 0 = off
-    accumulate: int = 1  # optimiser step every N batches
-    min_steps_per_epoch: int = 4  # a tiny dataset gets a smaller batch so an epoch has at least this many steps
-    monitor: str = ""  # metric for best.pt and early stopping, e.g. val/f1 or val/loss; "" = the task's default
-    early_stop_patience: int = 0  # epochs without improvement of the monitored metric; 0 = off
-    seed: int = 0  # seeds initialisation, the split, shuffling and augmentation
-    out_dir: str = "runs"  # folder that holds the run directories
-    name: str = ""  # run directory name; default <task>-<date>-<time>
-    resume: str = ""  # a last.pt to continue from (into its run directory)
-    tensorboard: bool = False  # also write TensorBoard event files
-    progress: Literal["auto", "bar", "log", "none"] = "auto"  # auto: a bar in a terminal, a line per epoch otherwise
 
 
 def check_run_name(name: str) -> str:

@@ -1,5 +1,7 @@
-from .adapter import Classifier
-from .predictions import print_predictions, write_predictions
-from .config import ClassifyConfig
+"""Image classification: a registry backbone with a linear (or one-hidden-layer) head."""
+from ..._lazy import exports
 
-__all__ = ["Classifier", "ClassifyConfig", "print_predictions", "write_predictions"]
+_WHERE = {"Classifier": ".adapter", "ClassifyConfig": ".config", "print_predictions": ".predictions",
+          "write_predictions": ".predictions"}
+__getattr__, __dir__ = exports(__name__, _WHERE)
+__all__ = sorted(_WHERE)

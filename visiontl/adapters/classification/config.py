@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
-from ...data.transforms import AugmentConfig
-from ...engine import FinetuneConfig, OptimConfig, TrainConfig
+from ...data.augment import AugmentConfig
+from ...engine.config import FinetuneConfig, OptimConfig, TrainConfig
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from . import _ultralytics  # noqa: F401,I001  (before ultralytics: offline, its patches undone)
 from ultralytics.utils.nms import non_max_suppression
 
 from ... import export, plots

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ...data.detect_transforms import DetectAugment
-from ...engine import FinetuneConfig, OptimConfig, TrainConfig
+from ...data.augment import DetectAugment
+from ...engine.config import FinetuneConfig, OptimConfig, TrainConfig
 
 
 @dataclass

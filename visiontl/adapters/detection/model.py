@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from . import _ultralytics  # noqa: F401,I001  (before ultralytics: offline, its patches undone)
 from ultralytics.nn.modules.head import Detect
 
 from ...backbones import Backbone

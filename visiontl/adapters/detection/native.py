@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from . import _ultralytics  # noqa: F401,I001  (before ultralytics: offline, its patches undone)
 from ultralytics.nn.tasks import DetectionModel as UltralyticsDetectionModel
 
 _PLAIN = {"collections.OrderedDict", "builtins.set", "types.SimpleNamespace",

@@ -1,6 +1,6 @@
 """Semantic segmentation: registry backbone + smp decoder (U-Net, FPN, DeepLabV3+)."""
-from .adapter import Segmenter
-from .config import SegmentConfig
-from .model import DECODERS, SegmentationModel
+from ..._lazy import exports
 
-__all__ = ["DECODERS", "SegmentConfig", "SegmentationModel", "Segmenter"]
+_WHERE = {"Segmenter": ".adapter", "SegmentConfig": ".config", "DECODERS": ".model", "SegmentationModel": ".model"}
+__getattr__, __dir__ = exports(__name__, _WHERE)
+__all__ = sorted(_WHERE)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
-from ...data.seg_transforms import SegmentAugment
-from ...engine import FinetuneConfig, OptimConfig, TrainConfig
+from ...data.augment import SegmentAugment
+from ...engine.config import FinetuneConfig, OptimConfig, TrainConfig
 
 
 @dataclass

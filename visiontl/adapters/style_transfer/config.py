@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ...engine import FinetuneConfig, OptimConfig, TrainConfig
+from ...engine.config import FinetuneConfig, OptimConfig, TrainConfig
 
 
 @dataclass
