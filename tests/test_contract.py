@@ -123,6 +123,7 @@ def test_a_new_task_trains_evaluates_and_reloads_through_the_contract(tmp_path, 
     assert min(losses) < 0.5 * float(targets.var(unbiased=False)), losses  # better than a constant
     run = tmp_path / "runs" / "r"
     assert {"best.pt", "last.pt", "metrics.csv", "summary.txt", "evaluated.txt", "curves.png"} <= {p.name for p in run.iterdir()}
+    assert "evaluated.txt" in (run / "summary.txt").read_text()  # the files line lists what is there
     again = Regressor.load(run / "best.pt")
     assert again.evaluate(str(val))["loss"] == pytest.approx(min(losses), rel=1e-4)
 

@@ -166,8 +166,6 @@ class TaskAdapter:
     def sample_labels(self, data) -> list:
         raise NotImplementedError
 
-    summary_files = "config.yaml last.pt best.pt metrics.csv curves.png"
-
     def _set_data(self, data, val) -> None:
         if data is not None:
             self.config.data.train = str(data)
@@ -320,7 +318,8 @@ class TaskAdapter:
             self.write_evaluation(run_dir, self._val_set, final.details)
             lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in final.metrics.items()))
             lines.append(self.best_vs_last(history)[1])
-        lines.append(f"files: {self.summary_files}")
+        written = sorted(p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        lines.append(f"files: {' '.join(sorted({*written, 'summary.txt'}))}")  # what is there, not a kept list
         (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
 
     def best_vs_last(self, history: list[dict]) -> tuple[dict, str]:

@@ -169,9 +169,6 @@ class Classifier(TaskAdapter):
         return [label for _, label in data.samples]
 
     # -- evaluation and prediction --------------------------------------------------------
-    summary_files = ("config.yaml last.pt best.pt metrics.csv curves.png confusion_matrix.png/.csv "
-                     "val_predictions.png")
-
     def eval_dataset(self, data: str | Path) -> ImageDataset:
         """A folder or CSV with the evaluation transform (resize only)."""
         return self._dataset(str(data), self.classes, partial(apply, eval_transform(self.config.data.image_size)))

@@ -159,9 +159,6 @@ class Detector(TaskAdapter):
                           details=(details, [d for o in outputs for d in o["detections"]]))
 
     # -- evaluation and prediction --------------------------------------------------------
-    summary_files = ("config.yaml last.pt best.pt metrics.csv curves.png pr_curve.png per_class_ap.png "
-                     "per_class.csv val_predictions.png")
-
     def eval_dataset(self, data: str | Path) -> DetectionDataset:
         """A data.yaml (its val split), a COCO .json or a YOLO folder, letterboxed."""
         samples, names, report = self.read("val", self.classes, source=data)

@@ -174,9 +174,6 @@ class Segmenter(TaskAdapter):
                           details=(cm, per_class))
 
     # -- evaluation and prediction --------------------------------------------------------
-    summary_files = ("config.yaml last.pt best.pt metrics.csv curves.png per_class.csv per_class_iou.png "
-                     "confusion_matrix.png val_predictions.png")
-
     def evaluate(self, data, *, out_dir: str | Path | None = None, batch_size: int = 4) -> dict[str, float]:
         """mIoU, mDice, pixel accuracy and loss on ``data`` (a folder with images/ and masks/,
         or a dataset) at the images' own size; with ``out_dir`` also per_class.csv, the

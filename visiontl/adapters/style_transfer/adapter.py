@@ -156,8 +156,6 @@ class Stylizer(TaskAdapter):
         return Validation({k: sum(float(o[k]) for o in outputs) / n for k in ("loss", "content", "style", "tv")})
 
     # -- outputs --------------------------------------------------------------------------
-    summary_files = "config.yaml last.pt best.pt metrics.csv curves.png stylized.png"
-
     def eval_dataset(self, data: str | Path) -> ImageDataset:
         return self._content(str(data), train=False)
 
