@@ -132,6 +132,15 @@ class TaskAdapter:
         """Predictions for an image, a folder, or a list of either: one dict per input."""
         raise NotImplementedError
 
+    def _prediction_setup(self, out_dir: str | Path | None) -> tuple[torch.device, Path | None]:
+        """The start every ``predict`` shares: the model in eval mode, its device, and the
+        output folder (created) when there is one."""
+        self.model.eval()
+        out = Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        return next(self.model.parameters()).device, out
+
     def predict_to(self, inputs, *, out_dir: str | Path | None = None, **options) -> list[dict]:
         """``visiontl predict``: predict, print, and with ``out_dir`` write the outputs; an
         unreadable input is reported in its result's ``error``, never raised."""

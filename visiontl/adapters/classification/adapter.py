@@ -198,8 +198,7 @@ class Classifier(TaskAdapter):
         """Top-k labels with scores for an image, a folder, or a list of either."""
         paths = expand_inputs(inputs)
         tf = eval_transform(self.config.data.image_size)
-        device = next(self.model.parameters()).device
-        self.model.eval()
+        device, _ = self._prediction_setup(None)
         k = min(topk, len(self.classes))
         results = []
         for start in range(0, len(paths), batch_size):

@@ -202,11 +202,7 @@ class Detector(TaskAdapter):
         or a list; with ``out_dir``, predictions.json/.csv and each image with its boxes drawn."""
         e, size = self.config.eval, self.config.data.image_size
         conf = e.predict_conf if conf is None else conf
-        device = next(self.model.parameters()).device
-        self.model.eval()
-        out = Path(out_dir) if out_dir is not None else None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
+        device, out = self._prediction_setup(out_dir)
         paths, results = expand_inputs(inputs), []
         stems = dict(zip(map(str, paths), output_stems(paths)))  # a/x.png and b/x.png: a_x, b_x
         for start in range(0, len(paths), batch_size):

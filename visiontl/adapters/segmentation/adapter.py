@@ -224,11 +224,7 @@ class Segmenter(TaskAdapter):
         indices, ``confidence`` (mean top-class probability), ``fractions`` per class. With
         ``out_dir``: ``<name>_mask.png`` (palette PNG: values are class indices),
         ``<name>_overlay.png`` and ``predictions.csv``."""
-        device = next(self.model.parameters()).device
-        self.model.eval()
-        out = Path(out_dir) if out_dir is not None else None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
+        device, out = self._prediction_setup(out_dir)
         palette, results = self.palette(), []
         paths = expand_inputs(inputs)
         for (path, image, error), stem in zip(readable(paths), output_stems(paths)):

@@ -180,11 +180,7 @@ class Stylizer(TaskAdapter):
                 size: int = 0) -> list[dict]:
         """Stylise images (a file, folder or list) at their own size, or with the longer side
         resized to ``size``; with ``out_dir`` write ``<name>_stylized.png``."""
-        device = next(self.model.parameters()).device
-        self.model.eval()
-        out = Path(out_dir) if out_dir is not None else None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
+        device, out = self._prediction_setup(out_dir)
         results = []
         paths = expand_inputs(inputs)
         for (path, image, error), stem in zip(readable(paths), output_stems(paths)):
