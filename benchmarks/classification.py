@@ -23,7 +23,7 @@ from visiontl import create_backbone
 from visiontl.adapters import Classifier, ClassifyConfig
 from visiontl.adapters.classification.model import ClassificationModel
 from visiontl.data.builtin import default_dataset, materialize
-from visiontl.data.classification import collate
+from visiontl.data.image_dataset import collate
 from visiontl.data.transforms import AugmentConfig, apply, train_transform
 
 from . import harness

@@ -211,7 +211,7 @@ def test_truncated_image_found_at_first_decode_suggests_skip_bad(image_folder, t
     """A file whose header is fine and pixels are cut passes the pre-scan; the error at its
     first decode says how to skip it, and data.skip_bad=true (which decodes every file
     first) does."""
-    from visiontl.data.classification import ImageDataset
+    from visiontl.data.image_dataset import ImageDataset
 
     path = image_folder / "red" / "cut.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(path)

@@ -20,7 +20,7 @@ import yaml
 from torch.utils.data import Dataset
 
 from .detect_transforms import to_tensors
-from .images import IMAGE_EXTENSIONS, DataError, check_image, list_images, read_image
+from .images import IMAGE_EXTENSIONS, KEEP, DataError, check_image, list_images, read_image
 
 
 @dataclass
@@ -268,9 +268,10 @@ class DetectionDataset(Dataset):
             return self.transform(image, boxes, labels, self)
         return to_tensors(image, boxes, labels)
 
-    def subset(self, indices: Sequence[int], transform: Callable | None = None) -> "DetectionDataset":
+    def subset(self, indices: Sequence[int], transform: Callable | None = KEEP) -> "DetectionDataset":
+        """The samples at ``indices``, with ``transform`` (KEEP: this dataset's; None: none)."""
         return DetectionDataset([self.samples[i] for i in indices], self.classes,
-                                transform if transform is not None else self.transform, self.report)
+                                self.transform if transform is KEEP else transform, self.report)
 
 
 def collate(batch: list) -> dict:

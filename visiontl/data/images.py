@@ -16,6 +16,14 @@ from PIL import Image, UnidentifiedImageError
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()  # a dataset's subset(indices, transform=KEEP) keeps its transform; None: no transform
+
+
 class DataError(ValueError):
     """A dataset on disk is not usable (any task); the message names the file or folder."""
 

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from .images import BadImageError, DataError, check_image, list_images, read_image
+from .images import KEEP, BadImageError, DataError, check_image, list_images, read_image
 
 MASK_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".gif")
 
@@ -188,10 +188,11 @@ class SegmentationDataset(Dataset):
         return (torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
                 torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)))
 
-    def subset(self, indices: Sequence[int], transform: Callable | None | str = "same") -> "SegmentationDataset":
-        """The samples at ``indices``; ``transform`` None: none (images at their own size)."""
+    def subset(self, indices: Sequence[int], transform: Callable | None = KEEP) -> "SegmentationDataset":
+        """The samples at ``indices``, with ``transform`` (KEEP: this dataset's; None: none,
+        the images at their own size)."""
         return SegmentationDataset([self.samples[i] for i in indices], self.classes, self.spec,
-                                   self.transform if transform == "same" else transform, self.report)
+                                   self.transform if transform is KEEP else transform, self.report)
 
 
 def collate(batch: list, ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from ... import export, plots
-from ...data.classification import ImageDataset, collate, csv_dataset, image_folder
+from ...data.classification import csv_dataset, image_folder
+from ...data.image_dataset import ImageDataset, collate
 from ...data.images import expand_inputs, read_image, readable, report_unreadable
 from ...data.split import stratified_split
 from ...data.transforms import apply, eval_transform, train_transform

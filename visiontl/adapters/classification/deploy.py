@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...data.classification import ImageDataset
+from ...data.image_dataset import ImageDataset
 
 
 class WithProbabilities(torch.nn.Module):

@@ -14,7 +14,7 @@ import torch
 
 from ... import export, plots
 from ...backbones import create_backbone
-from ...data.classification import ImageDataset, collate
+from ...data.image_dataset import ImageDataset, collate
 from ...data.images import (DataError, expand_inputs, list_images, output_stems, read_image, readable,
                             report_unreadable)
 from ...data.split import random_split
