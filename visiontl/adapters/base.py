@@ -214,11 +214,16 @@ class TaskAdapter:
         c = self.config
         self._set_data(data, val)
         # each argument is the config key of the same name; the run's config.yaml records it
-        c.train = replace(c.train, **({"epochs": epochs} if epochs is not None else {}),
-                          **({"batch_size": batch_size} if batch_size is not None else {}),
-                          **({"out_dir": str(out_dir)} if out_dir is not None else {}))
-        c.optim = replace(c.optim, lr=c.optim.lr if lr is None else lr)
-        c.data = replace(c.data, image_size=c.data.image_size if image_size is None else image_size)
+        if epochs is not None:
+            c.train.epochs = epochs
+        if batch_size is not None:
+            c.train.batch_size = batch_size
+        if out_dir is not None:
+            c.train.out_dir = str(out_dir)
+        if lr is not None:
+            c.optim.lr = lr
+        if image_size is not None:
+            c.data.image_size = image_size
         self.check_config()
         train_set, val_set = self.datasets()
         self.prepare(train_set)
@@ -305,13 +310,17 @@ class TaskAdapter:
         plots and tables (confusion matrix or PR curve, per-class numbers, a prediction grid)."""
         if isinstance(data, (str, Path)):
             data = self.eval_dataset(data)
-        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=self.collate,
-                                             num_workers=min(2, self.config.train.num_workers))
-        device = next(self.model.parameters()).device
-        result = evaluate(self, self.model, loader, device=device, amp=self.config.train.amp)
+        result = self._validate(data, batch_size)
         if out_dir is not None:
             self.write_evaluation(Path(out_dir), data, result.details)
         return result.metrics
+
+    def _validate(self, data, batch_size: int = 32) -> Validation:
+        """One pass of the engine's evaluation loop over the dataset ``data``."""
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=self.collate,
+                                             num_workers=min(2, self.config.train.num_workers))
+        return evaluate(self, self.model, loader, device=next(self.model.parameters()).device,
+                        amp=self.config.train.amp)
 
     def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float, final: Validation | None = None) -> None:
         """Plots, numbers and ``summary.txt``. The engine has restored the best epoch's weights
@@ -321,14 +330,12 @@ class TaskAdapter:
                  f"model {self.describe_model()}, fine-tuning {getattr(self, '_strategy', self.config.finetune.strategy)}, "
                  + (f"{len(self.classes)} classes, " if self.classes else "") + f"{self.config.data.image_size} px", f"epochs {len(history)}, {elapsed:.1f} s"]
         if self._val_set is not None:
-            if final is None:
-                final = evaluate(self, self.model, torch.utils.data.DataLoader(
-                    self._val_set, batch_size=32, collate_fn=self.collate), device=next(self.model.parameters()).device)
+            final = final if final is not None else self._validate(self._val_set)
             self.write_evaluation(run_dir, self._val_set, final.details)
             lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in final.metrics.items()))
             lines.append(self.best_vs_last(history)[1])
-        written = sorted(p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-        lines.append(f"files: {' '.join(sorted({*written, 'summary.txt'}))}")  # what is there, not a kept list
+        written = {p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
+        lines.append(f"files: {' '.join(sorted(written | {'summary.txt'}))}")  # what is there, not a kept list
         (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
 
     def best_vs_last(self, history: list[dict]) -> tuple[dict, str]:

@@ -91,7 +91,7 @@ def create_backbone(name: str, *, weights: str | Path = "imagenet") -> Backbone:
             bb = entry.builder(state_dict=sd, source=weights)
         bb.weights_source = f"file:{weights}"
         return bb
-    sd, wf, source = resolve(name, list(entry.weights), weights)
+    sd, wf, source = resolve(name, entry.weights, weights)
     bb = entry.builder(state_dict=sd, preprocessing=wf.preprocessing, source=source)
     bb.weights_source = source
     return bb
@@ -101,7 +101,7 @@ def list_backbones() -> list[dict]:
     """Every registered backbone with the availability of its pretrained weights right now."""
     rows = []
     for name in BACKBONES:
-        files = list(BACKBONES.get(name).weights)
+        files = BACKBONES.get(name).weights
         rows.append({"name": name, "weights": availability(files), "tags": sorted({f.tag for f in files})})
     for prefix in RESOLVERS:
         resolver = RESOLVERS.get(prefix)
@@ -112,5 +112,6 @@ def list_backbones() -> list[dict]:
 
 __all__ = [
     "BACKBONES", "RESOLVERS", "Backbone", "BackboneEntry", "FeatureInfo", "Preprocess", "Preprocessing", "Resolver",
-    "WeightsUnavailable", "check_backbone_name", "create_backbone", "freeze", "list_backbones", "register_backbone", "set_bn_eval",
+    "WeightsUnavailable", "check_backbone_name", "create_backbone", "freeze", "list_backbones", "register_backbone",
+    "set_bn_eval",
 ]

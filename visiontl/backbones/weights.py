@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -141,7 +141,7 @@ def cached_path(wf: WeightsFile) -> Path | None:
     return path if path.is_file() else None
 
 
-def locate(files: list[WeightsFile]) -> tuple[str, WeightsFile, Path | None] | None:
+def locate(files: Sequence[WeightsFile]) -> tuple[str, WeightsFile, Path | None] | None:
     """The first way to get one of ``files``, in resolution order: ("cache", file, path),
     ("package", file, path) or ("download", file, None); None when there is none."""
     for wf in files:
@@ -156,7 +156,7 @@ def locate(files: list[WeightsFile]) -> tuple[str, WeightsFile, Path | None] | N
     return None
 
 
-def availability(files: list[WeightsFile]) -> str:
+def availability(files: Sequence[WeightsFile]) -> str:
     """One word for ``visiontl backbones``: cached / shipped (pkg) / downloadable / not available."""
     if not files:
         return "no pretrained weights"
@@ -197,7 +197,7 @@ def _read(path: Path, wf: WeightsFile) -> dict[str, torch.Tensor]:
     return {wf.prefix + k: v for k, v in sd.items()}
 
 
-def resolve(name: str, files: list[WeightsFile], tag: str = "imagenet") -> tuple[dict, WeightsFile, str]:
+def resolve(name: str, files: Sequence[WeightsFile], tag: str = "imagenet") -> tuple[dict, WeightsFile, str]:
     """Find ``tag`` weights for backbone ``name``: returns (state dict, file spec, source)."""
     if not files:
         raise WeightsUnavailable(f"{name}: no pretrained weights are registered for this backbone; use "
@@ -221,7 +221,7 @@ def resolve(name: str, files: list[WeightsFile], tag: str = "imagenet") -> tuple
     return _read(path, wf), wf, source
 
 
-def how_to_get(name: str, files: list[WeightsFile]) -> str:
+def how_to_get(name: str, files: Sequence[WeightsFile]) -> str:
     why = "VISIONTL_OFFLINE=1 is set" if offline() else "the download host cannot be reached"
     lines = [f"No pretrained weights for backbone {name!r} are available offline, and {why}. To get them:"]
     for wf in files:

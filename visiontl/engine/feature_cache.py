@@ -26,8 +26,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..backbones.weights import file_sha256
+from . import distributed as dist
 from .checkpoint import write_atomic
-
 
 
 def root_dir(configured: str = "") -> Path:
@@ -48,8 +48,6 @@ def cached_features(adapter, model, train_set, val_set, *, root: Path, views: in
     (``adapter.supports_feature_cache``): ``views`` augmented views of the training images
     (0: one plain view) and the plain validation images, each read from the cache or
     computed once. Under DDP rank 0 computes what is missing, the other ranks then read it."""
-    from . import distributed as dist
-
     backbone = model.backbone
     base = {"backbone": backbone.name, "weights": weights_hash(backbone),
             "preprocessing": backbone.preprocessing.to_dict(), "layer": adapter.feature_layer}
@@ -85,9 +83,7 @@ def cached_features(adapter, model, train_set, val_set, *, root: Path, views: in
 
 def _encode(encoder: Callable, device: torch.device, channels_last: bool, images) -> torch.Tensor:
     """Images → features, in the memory format training uses."""
-    from .distributed import to_device
-
-    return encoder(to_device(images, device, channels_last))
+    return encoder(dist.to_device(images, device, channels_last))
 
 
 def default_dir() -> Path:
@@ -120,6 +116,16 @@ class _Seeded(Dataset):
     def __getitem__(self, i: int):
         torch.manual_seed(int(self.ids[i][:12], 16) + 1_000_003 * self.view)
         return self.data[i]
+
+
+def read_index(path: Path) -> dict:
+    """A feature space's ``index.json`` (empty if there is none); ValueError if it is not one."""
+    if not path.is_file():
+        return {"chunks": {}, "rows": {}}
+    index = json.loads(path.read_text())  # bad JSON or bytes: a ValueError too
+    if not (isinstance(index, dict) and isinstance(index.get("chunks"), dict) and isinstance(index.get("rows"), dict)):
+        raise ValueError("not a feature-cache index")
+    return index
 
 
 class _Locked:
@@ -174,15 +180,9 @@ class FeatureSpace:
     # -- the index ------------------------------------------------------------------------
     def _load_index(self) -> dict:
         path = self.dir / "index.json"
-        if not path.is_file():
-            return {"chunks": {}, "rows": {}}
         try:
-            index = json.loads(path.read_text())
-            if not (isinstance(index, dict) and isinstance(index.get("chunks"), dict)
-                    and isinstance(index.get("rows"), dict)):
-                raise ValueError("not a feature-cache index")
-            return index
-        except (ValueError, UnicodeDecodeError) as e:
+            return read_index(path)
+        except ValueError as e:
             print(f"warning: feature cache {path}: unreadable ({e}); its features will be computed again",
                   file=sys.stderr)
             return {"chunks": {}, "rows": {}}
@@ -316,9 +316,8 @@ def size(root: Path | None = None) -> tuple[int, int, int]:
     rows = 0
     for d in spaces:  # a damaged index counts as empty here (a run reports and rebuilds it)
         try:
-            index = json.loads((d / "index.json").read_text())
-            rows += len(index["rows"]) if isinstance(index, dict) and isinstance(index.get("rows"), dict) else 0
-        except (OSError, ValueError, UnicodeDecodeError):
+            rows += len(read_index(d / "index.json")["rows"])
+        except (OSError, ValueError):
             pass
     return total, len(spaces), rows
 

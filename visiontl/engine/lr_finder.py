@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, RandomSampler
 from . import distributed as dist
 from .finetune import Finetuner
 from .distributed import amp_dtype, to_device
-from .settings import OptimConfig, TrainConfig, build_optimizer, fit_batch_size
+from .config import OptimConfig, TrainConfig
+from .settings import build_optimizer, fit_batch_size
 
 
 @dataclass

@@ -22,8 +22,8 @@ from .finetune import FinetuneConfig, Finetuner, averages, follows_switch
 from .checkpoint import link_atomic, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
 from .logger import MetricsLogger, Progress
 from .schedules import get_lr
-from .settings import (OptimConfig, TrainConfig, build_optimizer, check_run_name, check_settings,
-                       fit_batch_size, resolve_monitor)
+from .config import OptimConfig, TrainConfig
+from .settings import build_optimizer, check_run_name, check_settings, fit_batch_size, resolve_monitor
 
 
 class Trainer:
@@ -343,6 +343,7 @@ def evaluate(adapter, model: torch.nn.Module, loader, *, device: torch.device, a
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             outputs.append(adapter.validation_step(model, batch))
     return adapter.validation_metrics(outputs)
+
 
 def _line(metrics: dict) -> str:
     return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()

@@ -214,7 +214,6 @@ class Classifier(TaskAdapter):
             results += found
         return results
 
-
     predict_options = ("topk",)
 
     def predict_to(self, inputs, *, out_dir: str | Path | None = None, topk: int = 5) -> list[dict]:

@@ -204,27 +204,28 @@ class Detector(TaskAdapter):
         conf = e.predict_conf if conf is None else conf
         device, out = self._prediction_setup(out_dir)
         paths, results = expand_inputs(inputs), []
-        stems = dict(zip(map(str, paths), output_stems(paths)))  # a/x.png and b/x.png: a_x, b_x
+        stems = output_stems(paths)  # a/x.png and b/x.png: a_x, b_x
         for start in range(0, len(paths), batch_size):
             chunk = []
-            for path, image, error in readable(paths[start:start + batch_size]):  # unreadable: reported, skipped
+            for (path, image, error), stem in zip(readable(paths[start:start + batch_size]),
+                                                  stems[start:start + batch_size]):  # unreadable: reported, skipped
                 if error:
                     results.append({"path": str(path), "width": 0, "height": 0, "objects": [], "error": error})
                 else:
-                    chunk.append((path, image))
+                    chunk.append((path, image, stem))
             if not chunk:
                 continue
-            boxed = [letterbox(image, size) for _, image in chunk]  # (image, scale, pad) each
+            boxed = [letterbox(image, size) for _, image, _ in chunk]  # (image, scale, pad) each
             x = torch.stack([torch.from_numpy(b.transpose(2, 0, 1).copy()) for b, _, _ in boxed]).to(device)
             found = non_max_suppression(self.model(x)[0].float(), conf_thres=conf, iou_thres=e.iou, max_det=e.max_det)
-            for (path, image), (_, scale, pad), det in zip(chunk, boxed, found):
+            for (path, image, stem), (_, scale, pad), det in zip(chunk, boxed, found):
                 boxes = unletterbox(det[:, :4].cpu(), scale, pad, image.shape[1], image.shape[0])
                 objects = [{"label": self.classes[int(c)], "score": round(float(s), 4), "box": [round(v, 1) for v in b]}
                            for b, s, c in zip(boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist())]
                 results.append({"path": str(path), "width": image.shape[1], "height": image.shape[0], "objects": objects})
                 if out is not None:
                     drawn = plots.draw_boxes(image, boxes.numpy(), labels=[f"{o['label']} {o['score']:.2f}" for o in objects])
-                    plots.save_image(drawn, out / f"{stems[str(path)]}_boxes.png")
+                    plots.save_image(drawn, out / f"{stem}_boxes.png")
         if out is not None:
             write_detections(results, out)
         return results

@@ -103,9 +103,8 @@ class Stylizer(TaskAdapter):
             raise ValueError(f"data.crops_per_image must be at least 1, not {d.crops_per_image}")
         read_image(d.style)  # an unreadable style image fails now, naming the file
         train = self._content(d.train, train=True)
-        order, val = list(range(len(train))), None
         if d.val:
-            val = self._content(d.val, train=False)
+            order, val = list(range(len(train))), self._content(d.val, train=False)
         else:
             order, held_out = random_split(len(train), d.val_fraction, self.config.train.seed, where=d.train)
             val = self._content(d.train, train=False).subset(held_out) if held_out else None
