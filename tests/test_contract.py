@@ -15,6 +15,7 @@ from PIL import Image
 from visiontl.adapters import TASKS, register_task
 from visiontl.adapters.base import TaskAdapter
 from visiontl.engine import FinetuneConfig, OptimConfig, TrainConfig, Validation
+from visiontl.export import ExportGraph
 
 
 # -- the toy task: a config, a dataset and an adapter ---------------------------------------
@@ -66,22 +67,15 @@ class Regressor(TaskAdapter):
         return Brightness(d.train, d.image_size), Brightness(d.val, d.image_size) if d.val else None
 
     def make_model(self, backbone):
-        head = torch.nn.Linear(backbone.feature_info[-1].channels, 1)
-        return torch.nn.ModuleDict({"backbone": backbone, "head": head})
-
-    def _num_outputs(self):
-        return 1
-
-    def _forward(self, model, images):
-        return model["head"](model["backbone"](images)[-1].float().mean((2, 3)))
+        return RegressionModel(backbone)
 
     def training_step(self, model, batch):
         images, target = batch
-        return {"loss": F.mse_loss(self._forward(model, images), target)}
+        return {"loss": F.mse_loss(model(images), target)}
 
     def validation_step(self, model, batch):
         images, target = batch
-        return {"sq": F.mse_loss(self._forward(model, images), target, reduction="sum"), "n": len(target)}
+        return {"sq": F.mse_loss(model(images), target, reduction="sum"), "n": len(target)}
 
     def validation_metrics(self, outputs):
         return Validation({"loss": float(sum(o["sq"] for o in outputs)) / sum(o["n"] for o in outputs)})
@@ -92,6 +86,18 @@ class Regressor(TaskAdapter):
     def write_evaluation(self, out_dir, data, details):
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "evaluated.txt").write_text(f"{len(data)} images\n")
+
+    def export_graph(self, net):
+        return ExportGraph(net, {"brightness": "(batch, 1) in [0, 1]"}, size=self.config.data.image_size)
+
+
+class RegressionModel(torch.nn.Module):
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone, self.head = backbone, torch.nn.Linear(backbone.feature_info[-1].channels, 1)
+
+    def forward(self, images):
+        return self.head(self.backbone(images)[-1].float().mean((2, 3)))
 
 
 # -----------------------------------------------------------------------------------------
@@ -126,6 +132,11 @@ def test_a_new_task_trains_evaluates_and_reloads_through_the_contract(tmp_path, 
     assert "evaluated.txt" in (run / "summary.txt").read_text()  # the files line lists what is there
     again = Regressor.load(run / "best.pt")
     assert again.evaluate(str(val))["loss"] == pytest.approx(min(losses), rel=1e-4)
+    meta = again.export(tmp_path / "export", formats=["onnx"])  # the base class's export, from export_graph
+    assert meta["task"] == "regress" and meta["outputs"] == {"brightness": "(batch, 1) in [0, 1]"}
+    assert meta["input"]["shape"] == ["batch", 3, 32, 32] and meta["onnx_max_abs_diff_vs_pytorch"] < 1e-3
+    with pytest.raises(ValueError, match="int8 export is for classification models"):
+        again.export(tmp_path / "int8", int8=True)
 
 
 def test_a_registered_task_trains_from_the_command_line(tmp_path, regress_task, capsys):

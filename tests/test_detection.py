@@ -12,7 +12,6 @@ from PIL import Image
 
 from visiontl.adapters import Detector
 from visiontl.backbones import BACKBONES, create_backbone
-from visiontl.engine import Finetuner
 
 pytest.importorskip("ultralytics")
 
@@ -287,7 +286,7 @@ def test_strategies_freeze_the_backbone_and_its_batchnorm(detection_set, tmp_pat
     det = Detector(config=cfg)
     train, _ = det.datasets()
     det.prepare(train)
-    ft = Finetuner(det.resolve_finetune(len(train))[0], det.model)
+    ft = det.resolve_finetune(len(train))[0]
     ft.apply(0)
     det.train_mode(det.model)
     assert not any(p.requires_grad for p in det.model.backbone.parameters())

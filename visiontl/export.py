@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -17,11 +18,49 @@ import torch
 from torch import nn
 
 
+@dataclass
+class ExportGraph:
+    """What a task exports (its ``export_graph``): the graph, which takes RGB images in [0, 1]
+    (N, 3, H, W float32) with the backbone's preprocessing inside, its outputs (name → what
+    each holds), and what ``model.json`` says beside them."""
+    net: nn.Module
+    outputs: dict[str, str]
+    size: int | None = None  # the input side the graph is fixed to; None: any height and width
+    note: str = ""  # about the input: letterboxing, multiples of 32 …
+    example: torch.Tensor | None = None  # what is traced; default two random images at data.image_size
+    atol: float = 1e-3  # the largest onnxruntime-vs-PyTorch difference accepted
+    meta: dict = field(default_factory=dict)  # more for model.json: preprocessing, NMS settings, palette …
+
+
+def export_task(adapter, out_dir: str | Path, *, formats: Iterable[str] = ("onnx", "torchscript"),
+                int8: bool = False) -> dict:
+    """Every task's ``export``: the adapter's graph (``adapter.export_graph``) written as
+    ONNX (checked with onnxruntime) and TorchScript, with ``int8`` also the adapter's int8
+    model (``adapter.export_int8``), and ``model.json``; returns that metadata."""
+    net, out = prepare(adapter.model, out_dir, int8=int8 and not adapter.supports_int8,
+                       name=f"the {adapter.task} model")
+    g = adapter.export_graph(net)
+    size = adapter.config.data.image_size
+    side = [g.size, g.size] if g.size else ["height", "width"]
+    meta: dict = {"task": adapter.task, **({"classes": adapter.classes} if adapter.classes else {}),
+                  "model": adapter.describe_model(),
+                  "input": {"name": "images", "shape": ["batch", 3, *side], "dtype": "float32", "color": "RGB",
+                            "range": [0, 1], **({"note": g.note} if g.note else {})},
+                  **g.meta, "outputs": g.outputs}
+    example = g.example if g.example is not None else torch.rand(2, 3, size, size)
+    write_models(g.net, example, out, meta, formats={*formats, *(["onnx"] if int8 else [])},
+                 output_names=list(g.outputs), atol=g.atol)
+    if int8:
+        adapter.export_int8(out, meta)
+    write_meta(out / "model.json", meta)
+    return meta
+
+
 def prepare(model: nn.Module, out_dir: str | Path, *, int8: bool = False,
             name: str = "this model") -> tuple[nn.Module, Path]:
-    """Every adapter's export preamble: ``model`` on the CPU in the default memory format and
-    eval mode (what tracing and onnxruntime want), and ``out_dir`` made. ``int8`` is refused:
-    only classification, which calibrates on its training images, has an int8 export."""
+    """The export preamble: ``model`` on the CPU in the default memory format and eval mode
+    (what tracing and onnxruntime want), and ``out_dir`` made. ``int8`` is refused: only
+    classification, which calibrates on its training images, has an int8 export."""
     if int8:
         raise ValueError(f"int8 export is for classification models; export {name} in float")
     out = Path(out_dir)

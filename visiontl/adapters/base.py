@@ -14,12 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .. import plots
+from .. import export, plots
 from ..backbones import Preprocessing, check_backbone_name, create_backbone, set_bn_eval
 from ..config import from_dict, to_dict
-from ..engine import (FinetuneConfig, Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint,
+from ..data.images import report_unreadable
+from ..export import ExportGraph
+from ..engine import (Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint,
                       seeded)
-from ..engine.finetune import choose
+from ..engine.finetune import choose, normalised
 from ..engine.lr_finder import LRFinderResult, lr_find
 from ..engine.settings import fit_batch_size, resolve_monitor
 from ..report import best_vs_last
@@ -99,10 +101,6 @@ class TaskAdapter:
         is False); also sets up the task's loss if it depends on the model."""
         raise NotImplementedError
 
-    def _num_outputs(self) -> int:
-        """Classes the current model predicts (to rebuild it when the data has others)."""
-        raise NotImplementedError
-
     collate = None  # how the DataLoader batches samples; None: torch's default
 
     def training_step(self, model, batch) -> dict:
@@ -128,8 +126,16 @@ class TaskAdapter:
 
     predict_options: tuple[str, ...] = ()  # keyword options of predict_to the CLI passes on
 
-    def predict(self, inputs, **options) -> list[dict]:
-        """Predictions for an image, a folder, or a list of either: one dict per input."""
+    def predict(self, inputs, *, out_dir: str | Path | None = None, **options) -> list[dict]:
+        """Predictions for an image, a folder, or a list of either: one dict per input (with
+        ``path``; an unreadable input has an ``error`` instead of a prediction). With
+        ``out_dir``, the task's files (``prediction_files``) are written there."""
+        raise NotImplementedError
+
+    prediction_files = ""  # what predict writes into out_dir, in words
+
+    def describe_prediction(self, result: dict) -> str:
+        """One input's prediction on one line, for ``visiontl predict``."""
         raise NotImplementedError
 
     def _prediction_setup(self, out_dir: str | Path | None) -> tuple[torch.device, Path | None]:
@@ -142,13 +148,32 @@ class TaskAdapter:
         return next(self.model.parameters()).device, out
 
     def predict_to(self, inputs, *, out_dir: str | Path | None = None, **options) -> list[dict]:
-        """``visiontl predict``: predict, print, and with ``out_dir`` write the outputs; an
-        unreadable input is reported in its result's ``error``, never raised."""
+        """``visiontl predict``: predict, print a line per input, and with ``out_dir`` write the
+        outputs; an unreadable input is reported in its result's ``error``, never raised."""
+        results = self.predict(inputs, out_dir=out_dir, **options)
+        for r in results:
+            print(f"{r['path']}: " + ("skipped (unreadable)" if r.get("error") else self.describe_prediction(r)))
+        if out_dir is not None:
+            print(f"wrote {self.prediction_files} to {out_dir}", file=sys.stderr)
+        report_unreadable(results)
+        return results
+
+    def export_graph(self, net: torch.nn.Module) -> ExportGraph:
+        """``net`` (the model on the CPU, in eval mode) as the graph ``export`` writes, with
+        what its outputs hold."""
+        raise NotImplementedError
+
+    supports_int8 = False  # export(int8=True) also writes a static int8 ONNX model (export_int8)
+
+    def export_int8(self, out: Path, meta: dict) -> None:
+        """``model.int8.onnx`` from the float ``model.onnx`` in ``out``; records it in ``meta``."""
         raise NotImplementedError
 
     def export(self, out_dir: str | Path, *, formats=("onnx", "torchscript"), int8: bool = False) -> dict:
-        """Write the exported model files and ``model.json``; returns that metadata."""
-        raise NotImplementedError
+        """``model.onnx`` (checked with onnxruntime against PyTorch), ``model.torchscript.pt``
+        and ``model.json`` saying what goes in and what comes out; with ``int8`` (where the task
+        has it) also ``model.int8.onnx``. Returns the metadata."""
+        return export.export_task(self, out_dir, formats=formats, int8=int8)
 
     # optional: the frozen-feature cache (visiontl/engine/feature_cache.py). A task that sets
     # supports_feature_cache lets the engine train its head on cached backbone features
@@ -182,12 +207,14 @@ class TaskAdapter:
             self.config.data.val = str(val)
 
     def prepare(self, train_set) -> None:
-        """Take the classes from the training data; build the model if it has none yet."""
+        """Take the classes from the training data (``[]`` for a task without classes); build
+        the model if there is none yet. A task extends it with what depends on the data
+        (class weights, its loss) around ``super().prepare``."""
         if self.classes and self.classes != train_set.classes and self.model is not None:
             raise ValueError(f"{self.config.data.train}: classes {train_set.classes} differ from the model's "
                              f"{self.classes}")
         self.classes = list(train_set.classes)
-        if self.model is None or self._num_outputs() != len(self.classes):
+        if self.model is None:
             self._build()
 
     def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
@@ -228,18 +255,19 @@ class TaskAdapter:
         train_set, val_set = self.datasets()
         self.prepare(train_set)
         self._val_set = val_set
-        finetune, why = self.resolve_finetune(len(train_set))
+        finetuner, why = self.resolve_finetune(len(train_set))  # the run's one plan: lr_find and the engine share it
+        strategy = finetuner.cfg.strategy
         if c.finetune.strategy == "auto":
             print(why, file=sys.stderr)
-        self._strategy = finetune.strategy if c.finetune.strategy == finetune.strategy else f"auto → {finetune.strategy}"
+        self._strategy = strategy if c.finetune.strategy == strategy else f"auto → {strategy}"
         found = None
         if c.optim.lr == "auto":  # a range test picks it, on the first phase of the plan
-            found = self._lr_find(train_set, finetune)
+            found = self._lr_find(train_set, finetuner)
             if not math.isfinite(found.suggestion):
                 raise ValueError("optim.lr=auto: the learning-rate range test found no descent; set optim.lr")
             c.optim.lr = float(f"{found.suggestion:.3g}")
             print(f"optim.lr=auto → {c.optim.lr:g} (learning-rate range test, {len(found.lrs)} steps)", file=sys.stderr)
-        trainer = Trainer(self, c.train, c.optim, finetune=finetune, callbacks=callbacks)
+        trainer = Trainer(self, c.train, c.optim, finetuner=finetuner, callbacks=callbacks)
         history = trainer.fit(train_set, val_set)
         self.run_dir = trainer.run_dir
         if found is not None and trainer.run_dir is not None:
@@ -261,23 +289,25 @@ class TaskAdapter:
             self.config.train.batch_size = batch_size
         train_set, _ = self.datasets()
         self.prepare(train_set)
-        finetune, _ = self.resolve_finetune(len(train_set))
-        result = self._lr_find(train_set, finetune, start_lr=start_lr, end_lr=end_lr, steps=steps)
+        finetuner, _ = self.resolve_finetune(len(train_set))
+        result = self._lr_find(train_set, finetuner, start_lr=start_lr, end_lr=end_lr, steps=steps)
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             result.plot(Path(out_dir) / "lr_find.png")
         return result
 
-    def _lr_find(self, train_set, finetune: FinetuneConfig, **kwargs) -> LRFinderResult:
+    def _lr_find(self, train_set, finetuner: Finetuner, **kwargs) -> LRFinderResult:
         c = self.config
-        return lr_find(self, train_set, train=c.train, optim=replace(c.optim, lr=1.0),
-                       finetuner=Finetuner(finetune, self.model), **kwargs)
+        return lr_find(self, train_set, train=c.train, optim=replace(c.optim, lr=1.0), finetuner=finetuner, **kwargs)
 
-    def resolve_finetune(self, n_images: int) -> tuple[FinetuneConfig, str]:
-        """The configured strategy, with ``auto`` decided from the data, and why."""
-        plan = Finetuner(self.config.finetune, self.model)
-        return choose(self.config.finetune, n_images=n_images, n_classes=len(self.classes),
-                      n_groups=len(plan.groups), has_norm=plan.normalised)
+    def resolve_finetune(self, n_images: int) -> tuple[Finetuner, str]:
+        """The fine-tuning plan for ``self.model``: the configured strategy, with ``auto``
+        decided from the data, and why."""
+        backbone = getattr(self.model, "backbone", None)  # a model without one is all head
+        cfg, why = choose(self.config.finetune, n_images=n_images, n_classes=len(self.classes or ()),
+                          n_groups=len(list(backbone.layer_groups())) if backbone is not None else 0,
+                          has_norm=normalised(backbone))
+        return Finetuner(cfg, self.model), why
 
     def plan(self, data: str | Path | None = None) -> str:
         """The dry-run: the fine-tuning plan per phase (groups, trainable, BN mode, LR, size),
@@ -286,8 +316,9 @@ class TaskAdapter:
         self.check_config()
         train_set, _ = self.datasets()
         self.prepare(train_set)
-        ft, why = self.resolve_finetune(len(train_set))
-        header = (f"{self.describe_model()}, {len(train_set)} training images, {len(self.classes)} classes; {why}; "
+        finetuner, why = self.resolve_finetune(len(train_set))
+        classes = f", {len(self.classes)} classes" if self.classes else ""
+        header = (f"{self.describe_model()}, {len(train_set)} training images{classes}; {why}; "
                   f"optim.lr {self.config.optim.lr} (before the schedule)")
         t = self.config.train
         batch = fit_batch_size(t, len(train_set), announce=False)
@@ -298,8 +329,7 @@ class TaskAdapter:
         lr = self.config.optim.lr
         if lr == "auto":
             header += " — found by a range test before training; the peak LRs below are for lr 1"
-        return header + "\n" + Finetuner(ft, self.model).table(t.epochs, 1.0 if lr == "auto" else lr,
-                                                                steps_per_epoch=steps)
+        return header + "\n" + finetuner.table(t.epochs, 1.0 if lr == "auto" else lr, steps_per_epoch=steps)
 
     def describe_model(self) -> str:
         return f"{self.config.model.backbone} ({self.model.backbone.weights_source})"

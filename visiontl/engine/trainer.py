@@ -32,11 +32,12 @@ class Trainer:
     ``callbacks`` are called as ``cb(trainer, metrics)`` after each epoch's checkpoint.
     """
 
-    def __init__(self, adapter, train: TrainConfig, optim: OptimConfig, *, finetune: FinetuneConfig | None = None,
+    def __init__(self, adapter, train: TrainConfig, optim: OptimConfig, *, finetuner: Finetuner | None = None,
                  callbacks: tuple[Callable, ...] = ()) -> None:
         check_settings(train, optim)
         self.adapter, self.cfg, self.optim_cfg, self.callbacks = adapter, train, optim, callbacks
-        self.finetuner = Finetuner(finetune or FinetuneConfig(strategy="full"), adapter.model)
+        # the run's fine-tuning plan over adapter.model (default: everything trains)
+        self.finetuner = finetuner or Finetuner(FinetuneConfig(strategy="full"), adapter.model)
         self.device = dist.select_device(train.device)
         self.run_dir: Path | None = None
         self.history: list[dict] = []

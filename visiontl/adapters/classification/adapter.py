@@ -17,16 +17,17 @@ import torch.nn.functional as F
 from ... import export, plots
 from ...data.classification import csv_dataset, image_folder
 from ...data.image_dataset import ImageDataset, collate
-from ...data.images import expand_inputs, read_image, readable, report_unreadable
+from ...data.images import expand_inputs, read_image, readable
 from ...data.split import stratified_split
 from ...data.transforms import apply, eval_transform, train_transform
 from ...engine import Validation
+from ...export import ExportGraph
 from ..base import TaskAdapter
+from ..predictions import write_predictions
 from .config import ClassifyConfig
 from .deploy import WithProbabilities, batch_array, onnx_accuracy
 from .metrics import confusion_matrix, summarize
 from .model import ClassificationModel
-from .predictions import print_predictions, write_predictions
 
 
 class Classifier(TaskAdapter):
@@ -64,9 +65,6 @@ class Classifier(TaskAdapter):
             self.num_classes = len(self.classes)
         return ClassificationModel(backbone, self.num_classes, hidden=m.hidden, dropout=m.dropout)
 
-    def _num_outputs(self) -> int:
-        return self.model.head.layers[-1].out_features
-
     # -- data -------------------------------------------------------------------------
     def datasets(self) -> tuple[ImageDataset, ImageDataset | None]:
         """Train and validation sets from ``config.data`` (validation split off if not given)."""
@@ -102,6 +100,8 @@ class Classifier(TaskAdapter):
 
     # -- training ---------------------------------------------------------------------
     def prepare(self, train_set: ImageDataset) -> None:
+        if not self.classes and self.num_classes != len(train_set.classes):
+            self.model = None  # built for num_classes outputs before the data was seen: rebuilt for the data's
         super().prepare(train_set)
         self._class_weights = self._weights_for(train_set)
 
@@ -195,11 +195,12 @@ class Classifier(TaskAdapter):
 
     @torch.no_grad()
     def predict(self, inputs: str | Path | Sequence[str | Path], *, topk: int = 5,
-                batch_size: int = 32) -> list[dict]:
-        """Top-k labels with scores for an image, a folder, or a list of either."""
+                out_dir: str | Path | None = None, batch_size: int = 32) -> list[dict]:
+        """Top-k labels with scores for an image, a folder, or a list of either; with
+        ``out_dir``, predictions.csv and predictions.json."""
         paths = expand_inputs(inputs)
         tf = eval_transform(self.config.data.image_size)
-        device, _ = self._prediction_setup(None)
+        device, out = self._prediction_setup(out_dir)
         k = min(topk, len(self.classes))
         results = []
         for start in range(0, len(paths), batch_size):
@@ -212,55 +213,45 @@ class Classifier(TaskAdapter):
                 for n, s, i in zip(good, scores.tolist(), idx.tolist()):
                     found[n] = {"path": found[n]["path"], "labels": [self.classes[j] for j in i], "scores": s}
             results += found
+        if out is not None:
+            k = max((len(r["labels"]) for r in results), default=0)
+            write_predictions(out, results, ["path", *[c for j in range(1, k + 1) for c in (f"label{j}", f"score{j}")]],
+                              lambda r: [[r["path"], *[c for lab, s in zip(r["labels"], r["scores"])
+                                                       for c in (lab, f"{s:.5f}")], *[""] * (2 * k - 2 * len(r["labels"]))]])
         return results
 
     predict_options = ("topk",)
+    prediction_files = "predictions.csv and predictions.json"
 
-    def predict_to(self, inputs, *, out_dir: str | Path | None = None, topk: int = 5) -> list[dict]:
-        """``visiontl predict``: print the top-k; with ``out_dir`` write predictions.csv/.json."""
-        results = self.predict(inputs, topk=topk)
-        print_predictions(results)
-        if out_dir is not None:
-            for path in write_predictions(results, out_dir):
-                print(f"wrote {path}", file=sys.stderr)
-        report_unreadable(results)
-        return results
+    def describe_prediction(self, result: dict) -> str:
+        return ", ".join(f"{lab} {s:.3f}" for lab, s in zip(result["labels"], result["scores"]))
 
     # -- export ---------------------------------------------------------------------------
-    def export(self, out_dir: str | Path, *, formats: Sequence[str] = ("onnx", "torchscript"),
-               int8: bool = False) -> dict:
-        """Write ``model.onnx`` (checked with onnxruntime), ``model.torchscript.pt``, with
-        ``int8`` also ``model.int8.onnx`` (calibrated on the run's training images, its
-        accuracy and size next to the float model's), and ``model.json`` describing them."""
-        net, out = export.prepare(self.model, out_dir)
-        net = WithProbabilities(net).eval()
+    def export_graph(self, net: torch.nn.Module) -> ExportGraph:
         size = self.config.data.image_size
-        example = torch.rand(2, 3, size, size)
-        meta: dict = {
-            "task": self.task, "classes": self.classes, "backbone": self.config.model.backbone,
-            "input": {"name": "images", "shape": ["batch", 3, size, size], "dtype": "float32", "color": "RGB",
-                      "range": [0, 1], "note": "the preprocessing below is inside the graph"},
-            "preprocessing": self.model.backbone.preprocessing.to_dict(),
-            "outputs": ["logits", "probabilities"],
-        }
-        export.write_models(net, example, out, meta, formats={*formats, *(["onnx"] if int8 else [])},
-                            output_names=["logits", "probabilities"])
-        if int8:
-            train_set, val_set = self.datasets()
-            plain, n = self._plain(train_set), min(len(train_set), 128)
-            calibration = [batch_array(plain, range(i, min(i + 16, n))) for i in range(0, n, 16)]
-            path = export.quantize_int8(out / "model.onnx", out / "model.int8.onnx", calibration)
-            meta["files"]["int8"] = {"path": path.name, "bytes": path.stat().st_size}
-            if val_set is not None:
-                meta["int8_vs_float"] = {
-                    "val_images": len(val_set),
-                    "float_accuracy": onnx_accuracy(out / "model.onnx", val_set),
-                    "int8_accuracy": onnx_accuracy(path, val_set),
-                    "float_mb": round((out / "model.onnx").stat().st_size / 2**20, 2),
-                    "int8_mb": round(path.stat().st_size / 2**20, 2),
-                }
-        export.write_meta(out / "model.json", meta)
-        return meta
+        return ExportGraph(WithProbabilities(net).eval(), {"logits": "(batch, classes)",
+                                                           "probabilities": "(batch, classes), softmax of the logits"},
+                           size=size, note="the preprocessing below is inside the graph", atol=1e-4,
+                           meta={"backbone": self.config.model.backbone,
+                                 "preprocessing": self.model.backbone.preprocessing.to_dict()})
+
+    supports_int8 = True
+
+    def export_int8(self, out: Path, meta: dict) -> None:
+        """Calibrated on the run's training images; its accuracy and size next to the float model's."""
+        train_set, val_set = self.datasets()
+        plain, n = self._plain(train_set), min(len(train_set), 128)
+        calibration = [batch_array(plain, range(i, min(i + 16, n))) for i in range(0, n, 16)]
+        path = export.quantize_int8(out / "model.onnx", out / "model.int8.onnx", calibration)
+        meta["files"]["int8"] = {"path": path.name, "bytes": path.stat().st_size}
+        if val_set is not None:
+            meta["int8_vs_float"] = {
+                "val_images": len(val_set),
+                "float_accuracy": onnx_accuracy(out / "model.onnx", val_set),
+                "int8_accuracy": onnx_accuracy(path, val_set),
+                "float_mb": round((out / "model.onnx").stat().st_size / 2**20, 2),
+                "int8_mb": round(path.stat().st_size / 2**20, 2),
+            }
 
 
 class _PooledHead(torch.nn.Module):

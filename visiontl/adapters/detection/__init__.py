@@ -5,7 +5,6 @@ The only place visiontl imports ultralytics (AGPL-3.0, like visiontl), always th
 """
 from ..._lazy import exports
 
-_WHERE = {"Detector": ".adapter", "print_detections": ".adapter", "write_detections": ".adapter",
-          "DetectConfig": ".config"}
+_WHERE = {"Detector": ".adapter", "DetectConfig": ".config"}
 __getattr__, __dir__ = exports(__name__, _WHERE)
 __all__ = sorted(_WHERE)

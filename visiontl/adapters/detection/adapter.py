@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import csv
-import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -11,14 +9,16 @@ import torch
 from . import _ultralytics  # noqa: F401,I001  (before ultralytics: offline, its patches undone)
 from ultralytics.utils.nms import non_max_suppression
 
-from ... import export, plots
+from ... import plots
 from ...data.detect_transforms import DetectEval, DetectTrain, letterbox, unletterbox
 from ...data.detection import (DetectionDataset, coco_samples, collate, print_report, read_data_yaml, yolo_images,
                                yolo_samples)
-from ...data.images import DataError, expand_inputs, output_stems, readable, report_unreadable
+from ...data.images import DataError, expand_inputs, output_stems, readable
 from ...data.split import random_split
 from ...engine import Validation
+from ...export import ExportGraph
 from ..base import TaskAdapter
+from ..predictions import write_predictions
 from .config import DetectConfig
 from .loss import DetectionLoss
 from .metrics import match, summarize
@@ -64,9 +64,6 @@ class Detector(TaskAdapter):
             model = DetectionModel(backbone, len(self.classes), width=m.width)
         self.criterion = DetectionLoss(model.head, self.config.loss)
         return model
-
-    def _num_outputs(self) -> int:
-        return self.model.head.nc
 
     def checkpoint_meta(self) -> dict:
         meta = super().checkpoint_meta()
@@ -227,48 +224,40 @@ class Detector(TaskAdapter):
                     drawn = plots.draw_boxes(image, boxes.numpy(), labels=[f"{o['label']} {o['score']:.2f}" for o in objects])
                     plots.save_image(drawn, out / f"{stem}_boxes.png")
         if out is not None:
-            write_detections(results, out)
+            write_predictions(out, results, ["path", "label", "score", "x1", "y1", "x2", "y2"],
+                              lambda r: [[r["path"], o["label"], o["score"], *o["box"]] for o in r["objects"]])
         return results
 
     predict_options = ("conf",)
 
-    def predict_to(self, inputs, *, out_dir: str | Path | None = None,
-                   conf: float | None = None) -> list[dict]:
-        """``visiontl predict``: print the detections; with ``out_dir`` write them and the drawn images."""
-        results = self.predict(inputs, conf=conf, out_dir=out_dir)
-        print_detections(results)
-        if out_dir is not None:
-            print(f"wrote {Path(out_dir) / 'predictions.json'}, predictions.csv and *_boxes.png", file=sys.stderr)
-        report_unreadable(results)
-        return results
+    prediction_files = "predictions.json, predictions.csv and *_boxes.png"
+
+    def describe_prediction(self, result: dict) -> str:
+        objects = result["objects"]
+        found = ", ".join(f"{o['label']} {o['score']:.2f}" for o in objects[:8])
+        more = f" … (+{len(objects) - 8})" if len(objects) > 8 else ""
+        return f"{len(objects)} objects" + (f": {found}{more}" if found else "")
 
     # -- export ---------------------------------------------------------------------------
-    def export(self, out_dir: str | Path, *, formats: Sequence[str] = ("onnx", "torchscript"),
-               int8: bool = False) -> dict:
-        """``model.onnx`` (checked with onnxruntime against PyTorch) and ``model.torchscript.pt``
-        with the decoded head outputs, and ``model.json`` describing them and the NMS step."""
-        net, out = export.prepare(self.model, out_dir, int8=int8, name="the detector")
-        net = _Decoded(net).eval()
-        size = self.config.data.image_size
-        example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8).float() / 255
-        meta: dict = {
-            "task": self.task, "classes": self.classes, "model": self.describe_model(),
-            "input": {"name": "images", "shape": ["batch", 3, size, size], "dtype": "float32", "color": "RGB",
-                      "range": [0, 1], "note": "letterboxed: longer side resized to the size, centred, padded "
-                      "with 114/255; the backbone's normalisation is inside the graph"},
-            "outputs": {"predictions": "(batch, 4 + classes, anchors): box centre x, centre y, width, height in "
-                        "input pixels, then one sigmoid score per class"},
-            "nms": {"step": "per image: keep anchors whose best class score ≥ conf, then class-wise NMS at iou",
-                    "conf": self.config.eval.predict_conf, "iou": self.config.eval.iou, "max_det": self.config.eval.max_det},
-        }
+    def export_graph(self, net: torch.nn.Module) -> ExportGraph:
+        e, size = self.config.eval, self.config.data.image_size
+        return ExportGraph(
+            _Decoded(net).eval(),
+            {"predictions": "(batch, 4 + classes, anchors): box centre x, centre y, width, height in input pixels, "
+                            "then one sigmoid score per class"},
+            size=size, note="letterboxed: longer side resized to the size, centred, padded with 114/255; the "
+            "backbone's normalisation is inside the graph",
+            example=torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8).float() / 255,
+            meta={"nms": {"step": "per image: keep anchors whose best class score ≥ conf, then class-wise NMS at iou",
+                          "conf": e.predict_conf, "iou": e.iou, "max_det": e.max_det}})
+
+    def export(self, out_dir: str | Path, **kwargs) -> dict:
         head = self.model.head
         head.dynamic = True  # the head caches its anchor grid; tracing must not leave a traced one behind
         try:
-            export.write_models(net, example, out, meta, formats=formats, output_names=["predictions"], atol=1e-3)
+            return super().export(out_dir, **kwargs)
         finally:
             head.dynamic, head.shape = False, None
-        export.write_meta(out / "model.json", meta)
-        return meta
 
 
 class _Decoded(torch.nn.Module):
@@ -280,26 +269,3 @@ class _Decoded(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)[0]
-
-
-def write_detections(results: list[dict], out: Path) -> list[Path]:
-    (out / "predictions.json").write_text(json.dumps(results, indent=1))
-    with open(out / "predictions.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label", "score", "x1", "y1", "x2", "y2", "error"])
-        for r in results:
-            if r.get("error"):
-                w.writerow([r["path"], "", "", "", "", "", "", r["error"]])
-            for o in r["objects"]:
-                w.writerow([r["path"], o["label"], o["score"], *o["box"], ""])
-    return [out / "predictions.json", out / "predictions.csv"]
-
-
-def print_detections(results: list[dict]) -> None:
-    for r in results:
-        if r.get("error"):
-            print(f"{r['path']}: skipped (unreadable)", file=sys.stdout)
-            continue
-        found = ", ".join(f"{o['label']} {o['score']:.2f}" for o in r["objects"][:8])
-        more = f" … (+{len(r['objects']) - 8})" if len(r["objects"]) > 8 else ""
-        print(f"{r['path']}: {len(r['objects'])} objects" + (f": {found}{more}" if found else ""), file=sys.stdout)

@@ -11,14 +11,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ... import export, plots
-from ...data.images import expand_inputs, output_stems, readable, report_unreadable
+from ... import plots
+from ...data.images import expand_inputs, output_stems, readable
 from ...data.seg_transforms import SegmentTrain, upscale_factor
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
                                   split_folder)
 from ...data.split import random_split
 from ...engine import Validation
+from ...export import ExportGraph
 from ..base import TaskAdapter
+from ..predictions import write_predictions
 from .config import SegmentConfig
 from .loss import SegmentationLoss
 from .metrics import confusion, summarize
@@ -71,9 +73,6 @@ class Segmenter(TaskAdapter):
     def _make_criterion(self) -> None:
         w = torch.tensor(self._class_weights, dtype=torch.float32) if self._class_weights else None
         self.criterion = SegmentationLoss(self.config.loss, self.config.data.ignore_index, w)
-
-    def _num_outputs(self) -> int:
-        return self.model.num_classes
 
     def describe_model(self) -> str:
         return f"{self.config.model.architecture} on {super().describe_model()}"
@@ -244,47 +243,23 @@ class Segmenter(TaskAdapter):
                 plots.save_index_mask(mask, palette, out / f"{stem}_mask.png")
                 plots.save_image(plots.overlay_mask(image, mask, palette, self.config.eval.overlay_alpha),
                                  out / f"{stem}_overlay.png")
-        if out is not None:
-            with open(out / "predictions.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["path", "width", "height", "confidence", *(f"fraction_{c}" for c in self.classes), "error"])
-                for r in results:
-                    fractions = [r["fractions"].get(c, "") for c in self.classes]
-                    w.writerow([r["path"], r["width"], r["height"], r["confidence"], *fractions, r.get("error") or ""])
+        if out is not None:  # the masks are the PNGs: no JSON
+            write_predictions(out, results, ["path", "width", "height", "confidence",
+                                             *(f"fraction_{c}" for c in self.classes)],
+                              lambda r: [[r["path"], r["width"], r["height"], r["confidence"],
+                                          *(r["fractions"][c] for c in self.classes)]], as_json=False)
         return results
 
-    def predict_to(self, inputs, *, out_dir: str | Path | None = None) -> list[dict]:
-        """``visiontl predict``: print each image's class shares; with ``out_dir`` write the
-        index masks, the overlays and predictions.csv."""
-        results = self.predict(inputs, out_dir=out_dir)
-        for r in results:
-            shares = ", ".join(f"{c} {f:.1%}" for c, f in r["fractions"].items())
-            print(f"{r['path']}: skipped (unreadable)" if r.get("error") else
-                  f"{r['path']}: {r['width']}×{r['height']}, {shares} (mean confidence {r['confidence']:.3f})")
-        if out_dir is not None:
-            n = sum(not r.get("error") for r in results)
-            print(f"wrote {n} *_mask.png (class indices) and *_overlay.png, and predictions.csv to {out_dir}",
-                  file=sys.stderr)
-        report_unreadable(results)
-        return results
+    prediction_files = "*_mask.png (class indices), *_overlay.png and predictions.csv"
+
+    def describe_prediction(self, result: dict) -> str:
+        shares = ", ".join(f"{c} {f:.1%}" for c, f in result["fractions"].items())
+        return f"{result['width']}×{result['height']}, {shares} (mean confidence {result['confidence']:.3f})"
 
     # -- export ---------------------------------------------------------------------------
-    def export(self, out_dir: str | Path, *, formats: Sequence[str] = ("onnx", "torchscript"),
-               int8: bool = False) -> dict:
-        """``model.onnx`` (checked with onnxruntime against PyTorch), ``model.torchscript.pt``
-        and ``model.json``: RGB [0, 1] images in (height and width multiples of 32), logits out."""
-        net, out = export.prepare(self.model, out_dir, int8=int8, name="the segmentation model")
-        size = self.config.data.image_size
-        example = torch.rand(2, 3, size, size)
-        meta: dict = {
-            "task": self.task, "classes": self.classes, "model": self.describe_model(),
-            "palette": self.palette().tolist(),
-            "input": {"name": "images", "shape": ["batch", 3, "height", "width"], "dtype": "float32", "color": "RGB",
-                      "range": [0, 1], "note": f"height and width multiples of {STRIDE} (pad, then crop the output); "
-                      f"visiontl predicts images larger than {self.config.eval.tile or size} px in overlapping tiles "
-                      "of that size; the backbone's normalisation is inside the graph"},
-            "outputs": {"logits": "(batch, classes, height, width); the mask is the argmax over axis 1"},
-        }
-        export.write_models(net, example, out, meta, formats=formats, output_names=["logits"], atol=1e-3)
-        export.write_meta(out / "model.json", meta)
-        return meta
+    def export_graph(self, net: torch.nn.Module) -> ExportGraph:
+        tile = self.config.eval.tile or self.config.data.image_size
+        return ExportGraph(net, {"logits": "(batch, classes, height, width); the mask is the argmax over axis 1"},
+                           note=f"height and width multiples of {STRIDE} (pad, then crop the output); visiontl "
+                           f"predicts images larger than {tile} px in overlapping tiles of that size; the backbone's "
+                           "normalisation is inside the graph", meta={"palette": self.palette().tolist()})

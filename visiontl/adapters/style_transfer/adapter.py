@@ -12,14 +12,14 @@ from typing import Sequence
 import albumentations as A
 import torch
 
-from ... import export, plots
+from ... import plots
 from ...backbones import create_backbone
 from ...data.image_dataset import ImageDataset, collate
-from ...data.images import (DataError, expand_inputs, list_images, output_stems, read_image, readable,
-                            report_unreadable)
+from ...data.images import DataError, expand_inputs, list_images, output_stems, read_image, readable
 from ...data.split import random_split
 from ...data.transforms import apply
 from ...engine import Validation
+from ...export import ExportGraph
 from ..base import TaskAdapter
 from .config import StylizeConfig
 from .loss import content_loss, gram, layer_weights, style_loss, total_variation
@@ -51,7 +51,6 @@ class Stylizer(TaskAdapter):
         super().__init__(config, backbone=backbone, weights=weights)
         if style:
             self.config.data.style = str(style)
-        self.classes = []
         self._loss_net: FeatureTaps | None = None
         self._style_grams: dict | None = None
         self._style_weights: dict | None = None
@@ -61,26 +60,19 @@ class Stylizer(TaskAdapter):
     def make_model(self, backbone) -> TransformerNet:
         return TransformerNet(self.config.model.width, self.config.model.blocks)
 
-    def _num_outputs(self) -> int:
-        return 0
-
     def describe_model(self) -> str:
         m = self.config.model
         return (f"fast style model (width {m.width}, {m.blocks} residual blocks) for {Path(self.config.data.style).name}, "
                 f"loss network {m.backbone} ({m.weights})")
 
     def prepare(self, train_set) -> None:
-        if self.model is None:
-            self._build()
+        super().prepare(train_set)
         t = self.config.train
         steps = t.epochs * -(-len(train_set) // (t.batch_size * t.accumulate))
         if steps < SHORT_TRAINING:
             print(f"note: optimiser steps = {steps} ({len(train_set)} crops × epochs {t.epochs} / batch {t.batch_size}); "
                   f"a fast style model needs about {SHORT_TRAINING}+ to show the style (Johnson et al.: 40,000): "
                   "raise train.epochs or data.crops_per_image", file=sys.stderr)
-
-    def resolve_finetune(self, n_images: int):
-        return self.config.finetune, "the whole transformation network trains (its loss network stays frozen)"
 
     # -- data -------------------------------------------------------------------------
     def _content(self, folder: str, train: bool) -> ImageDataset:
@@ -91,7 +83,7 @@ class Stylizer(TaskAdapter):
         ops = [A.SmallestMaxSize(max_size=size), A.RandomCrop(size, size) if train else A.CenterCrop(size, size)]
         if train:
             ops.append(A.HorizontalFlip(p=0.5))
-        return ImageDataset([(p, 0) for p in files], ["content"], partial(apply, A.Compose(ops)), source=folder)
+        return ImageDataset([(p, 0) for p in files], [], partial(apply, A.Compose(ops)), source=folder)
 
     def datasets(self) -> tuple[ImageDataset, ImageDataset | None]:
         d = self.config.data
@@ -194,31 +186,13 @@ class Stylizer(TaskAdapter):
                 plots.save_image(image, out / f"{stem}_stylized.png")
         return results
 
-    def predict_to(self, inputs, *, out_dir: str | Path | None = None) -> list[dict]:
-        """``visiontl predict``: stylise; with ``out_dir`` write the images."""
-        results = self.predict(inputs, out_dir=out_dir)
-        for r in results:
-            if r.get("error"):
-                print(f"{r['path']}: skipped (unreadable)")
-                continue
-            h, w = r["image"].shape[:2]
-            print(f"{r['path']}: {w}×{h} stylised in {r['seconds']:.2f} s")
-        if out_dir is not None:
-            print(f"wrote {sum(not r.get('error') for r in results)} *_stylized.png to {out_dir}", file=sys.stderr)
-        report_unreadable(results)
-        return results
+    prediction_files = "*_stylized.png"
 
-    def export(self, out_dir: str | Path, *, formats: Sequence[str] = ("onnx", "torchscript"),
-               int8: bool = False) -> dict:
-        """``model.onnx`` (checked with onnxruntime), ``model.torchscript.pt``, ``model.json``:
-        RGB [0, 1] in, stylised RGB [0, 1] out, any batch, height and width."""
-        net, out = export.prepare(self.model, out_dir, int8=int8, name="the style model")
+    def describe_prediction(self, result: dict) -> str:
+        h, w = result["image"].shape[:2]
+        return f"{w}×{h} stylised in {result['seconds']:.2f} s"
+
+    def export_graph(self, net: torch.nn.Module) -> ExportGraph:
         size = self.config.data.image_size
-        meta = {"task": self.task, "model": self.describe_model(), "style": self.config.data.style,
-                "input": {"name": "images", "shape": ["batch", 3, "height", "width"], "dtype": "float32",
-                          "color": "RGB", "range": [0, 1]},
-                "outputs": {"stylized": "(batch, 3, height, width), RGB in [0, 1]"}}
-        export.write_models(net, torch.rand(1, 3, size, size), out, meta, formats=formats, output_names=["stylized"],
-                            atol=1e-3)
-        export.write_meta(out / "model.json", meta)
-        return meta
+        return ExportGraph(net, {"stylized": "(batch, 3, height, width), RGB in [0, 1]"},
+                           example=torch.rand(1, 3, size, size), meta={"style": self.config.data.style})
