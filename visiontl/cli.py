@@ -1,4 +1,4 @@
-"""``visiontl`` command line: train / lr-find / val / predict / export / backbones / demo."""
+"""``visiontl`` command line: train / lr-find / val / predict / export / bench / report / backbones / demo."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,7 @@ EPILOG = """examples:
   visiontl val runs/x/best.pt --data path/to/val_folder
   visiontl predict runs/x/best.pt photo.jpg more_photos/ --topk 3 --out preds/
   visiontl export runs/x/best.pt --int8
+  visiontl bench --backbones mobilenet_v2 vgg19 --quick
 """
 
 
@@ -62,8 +63,31 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--formats", nargs="+", default=["onnx", "torchscript"], choices=["onnx", "torchscript"])
     ex.add_argument("--int8", action="store_true", help="also a static int8 ONNX model, with size and accuracy")
     ex.add_argument("--out", help="output folder (default: RUN_DIR/export)")
-    rp = sub.add_parser("report", help="summarise a run directory")
+    rp = sub.add_parser("report", help="summarise a run directory or a bench folder")
     rp.add_argument("run_dir")
+    b = sub.add_parser("bench", help="benchmark backbones across the tasks: metric pretrained vs random init, "
+                                     "speed, memory, size", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  visiontl bench --backbones mobilenet_v2 vgg19 --quick\n"
+                              "  visiontl bench --backbones resnet50 timm:convnext_nano --tasks classify segment "
+                              "--data classify=photos/ --epochs 5\n  visiontl report bench")
+    b.add_argument("--backbones", nargs="+", required=True, help="registry names or timm:NAME")
+    b.add_argument("--tasks", nargs="+", choices=["classify", "detect", "segment", "stylize"],
+                   help="default: all four")
+    b.add_argument("--data", nargs="+", default=[], metavar="TASK=PATH",
+                   help="your data instead of the built-in: classify=folder detect=data.yaml segment=folder "
+                        "stylize=photos/")
+    b.add_argument("--style", default="", help="the style image for stylize=photos/ (default: the built-in painting)")
+    b.add_argument("--quick", action="store_true", help="small subsets and 2–3 epochs: about 15 min for two "
+                   "backbones × four tasks on 2 CPU cores (the metrics are rough)")
+    b.add_argument("--epochs", type=int, default=0, help="epochs for every task (default: the budget's)")
+    b.add_argument("--budget-s", type=float, default=0.0, help="stop a cell after this many seconds and record it "
+                   "as an error (default: no limit)")
+    b.add_argument("--set", nargs="+", default=[], dest="overrides", metavar="TASK.KEY=VALUE",
+                   help="a task setting for every cell, e.g. classify.data.image_size=96")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--compile", action="store_true", help="torch.compile the models")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--out", default="bench", help="results folder; a re-run into it resumes (default: bench)")
     ca = sub.add_parser("cache", help="size of the frozen-feature cache, or clear it")
     ca.add_argument("action", nargs="?", default="info", choices=["info", "clear"])
     ca.add_argument("--dir", help="cache folder (default ~/.cache/visiontl/features)")
@@ -266,6 +290,19 @@ def _run(args) -> int:
         else:
             total, spaces, rows = fc.size(root)
             print(f"{root}: {total / 2**20:.1f} MB, {spaces} feature space(s), {rows} cached image features")
+        return 0
+    if args.command == "bench":
+        from .bench import bench
+
+        data = dict(item.split("=", 1) for item in args.data if "=" in item)
+        if len(data) != len(args.data):
+            raise ValueError(f"--data {' '.join(args.data)}: give TASK=PATH, e.g. classify=photos/")
+        bench(backbones=args.backbones, tasks=args.tasks, data=data, style=args.style, quick=args.quick,
+              epochs=args.epochs, budget_s=args.budget_s, out=args.out, device=args.device, compile=args.compile,
+              seed=args.seed, overrides=args.overrides)
+        print((Path(args.out) / "results.md").read_text())
+        print(f"results.json, results.md, metric_vs_speed.png, transfer_gain.png: {Path(args.out).resolve()}",
+              file=sys.stderr)
         return 0
     if args.command == "report":
         from .report import report

@@ -10,7 +10,10 @@ from .engine.settings import resolve_monitor
 
 
 def report(run_dir: str | Path) -> str:
+    """A run directory's story, or a ``visiontl bench`` folder's table (its results.md)."""
     run = Path(run_dir)
+    if (run / "results.json").is_file() and (run / "results.md").is_file():
+        return (run / "results.md").read_text()
     rows = read_metrics(run)
     if not rows:
         raise FileNotFoundError(f"{run}: no metrics.csv — not a visiontl run directory, or no epoch finished yet")
