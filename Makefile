@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TUNE := GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test test-min test-slow bench bench-data install data clean
+.PHONY: demo test test-min test-slow bench bench-data install data clean gpu-pack gpu-check
 
 demo: $(VENV)/.installed data
 	$(TUNE) $(VENV)/bin/visiontl demo
@@ -63,6 +63,16 @@ bench-data: data
 	@test -f /usr/share/doc/opencv-doc/examples/data/baboon.jpg || { [ "$$(id -u)" = 0 ] \
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc >/dev/null; } \
 	  || echo "opencv-doc not installed (needs root + apt-get): the recipes benchmark's textures set is unavailable"
+
+# A bare GPU machine without network (torch, torchvision, timm, numpy and the scientific
+# stack only): `make gpu-pack` here writes .gpu/ (the other wheels and two datasets, < 64 MiB
+# with the tree); there, with .gpu/ copied beside the tree, `make gpu-check` runs the CUDA
+# tests and `visiontl bench --quick` (results in $$OUT or benchmarks/results/gpu-check).
+gpu-pack: $(VENV)/.installed
+	PY=$(PY) bash benchmarks/gpu/pack.sh
+
+gpu-check:
+	bash benchmarks/gpu/check.sh
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) runs .pytest_cache

@@ -31,6 +31,7 @@ def test_bench_measures_a_cell_records_a_failure_and_resumes(tmp_path, capsys):
     assert 2.2 < s["params_m"] < 2.3  # mobilenet_v2's features + a 3-class head
     assert 0.010 < s["gflops"] < 0.016  # 0.3 GMACs at 224 px, × (32/224)², 2 FLOPs per MAC
     assert s["peak_memory_mb"] > 100
+    assert not list(out.rglob("*.pt")) and list(out.rglob("curves.png"))  # checkpoints dropped, plots kept
     md = (out / "results.md").read_text()
     assert "| mobilenet_v2 |" in md and "error: " in md and "--quick" in md
     assert (out / "metric_vs_speed.png").stat().st_size > 0 and (out / "transfer_gain.png").stat().st_size > 0

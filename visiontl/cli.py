@@ -88,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--compile", action="store_true", help="torch.compile the models")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--out", default="bench", help="results folder; a re-run into it resumes (default: bench)")
+    b.add_argument("--keep-checkpoints", action="store_true", help="keep every run's best.pt and last.pt "
+                   "(default: only their metrics, plots and summaries stay)")
     ca = sub.add_parser("cache", help="size of the frozen-feature cache, or clear it")
     ca.add_argument("action", nargs="?", default="info", choices=["info", "clear"])
     ca.add_argument("--dir", help="cache folder (default ~/.cache/visiontl/features)")
@@ -299,7 +301,7 @@ def _run(args) -> int:
             raise ValueError(f"--data {' '.join(args.data)}: give TASK=PATH, e.g. classify=photos/")
         bench(backbones=args.backbones, tasks=args.tasks, data=data, style=args.style, quick=args.quick,
               epochs=args.epochs, budget_s=args.budget_s, out=args.out, device=args.device, compile=args.compile,
-              seed=args.seed, overrides=args.overrides)
+              seed=args.seed, overrides=args.overrides, keep_checkpoints=args.keep_checkpoints)
         print((Path(args.out) / "results.md").read_text())
         print(f"results.json, results.md, metric_vs_speed.png, transfer_gain.png: {Path(args.out).resolve()}",
               file=sys.stderr)

@@ -137,6 +137,10 @@ def run(plan: Plan, task: str, backbone: str, data: dict[str, str], out_dir: Pat
         record["random"]["judged_by_pretrained"] = judged(adapters["random"], adapters["pretrained"])
     with tempfile.TemporaryDirectory() as tmp:
         record["speed"] = speed(adapters.get("pretrained") or adapters["random"], plan, Path(tmp))
+    if not plan.keep_checkpoints:  # a bench of many backbones would fill the disk; metrics and plots stay
+        for adapter in adapters.values():
+            for name in ("best.pt", "last.pt"):
+                (adapter.run_dir / name).unlink(missing_ok=True)
     return record
 
 

@@ -44,6 +44,7 @@ class Plan:
     compile: bool = False
     budget_s: float = 0.0  # a cell running longer is stopped and recorded as an error; 0: no limit
     timing_rounds: int = 0  # 0: 3 (quick) or 5
+    keep_checkpoints: bool = False  # keep each run's best.pt/last.pt (else only its metrics and plots stay)
 
     def check(self) -> None:
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -113,7 +114,7 @@ def task_data(plan: Plan, task: str) -> dict[str, str]:
         from ..data.nuclei import materialize_nuclei
 
         root = materialize_nuclei()
-        return {"data.train": str(root / "train"), "data.val": str(root / "val")}
+        return {"data.train": str(root / "train"), "data.val": str(root / "val"), "data.classes": "[background,nucleus]"}
     from ..data.photos import materialize_photos
 
     train, val, style = materialize_photos()

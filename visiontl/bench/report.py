@@ -96,8 +96,8 @@ def markdown(results: dict) -> str:
             if c is None or c.get("status") != "ok":
                 row.append(f"error: {c['error'][:60]}" if c else "not run")
                 continue
-            best = _best([metric_of(cells[(t, o)]) for o in plan.backbones
-                          if cells.get((t, o), {}).get("status") == "ok"], METRIC[t][1])
+            best = _best([metric_of(cells[(t, o)]) for o in plan.backbones  # style: losses of different
+                          if cells.get((t, o), {}).get("status") == "ok"], METRIC[t][1]) if t != "stylize" else None
             m, g, v = metric_of(c), gain_of(c), value(c, "infer_images_per_s")
             text = "no weights" if m is None else _fmt(m, "{:.3f}", best)
             text += f" ({g:+.3f})" if g is not None else ""
@@ -108,13 +108,15 @@ def markdown(results: dict) -> str:
         ok = [cells[(t, b)] for b in plan.backbones if cells.get((t, b), {}).get("status") == "ok"]
         lines += ["", f"## {t} — {metric} ({'higher' if higher else 'lower'} is better)", ""]
         if t == "stylize":
-            lines += ["Losses of the fast model on the validation photos, in the pretrained loss network's "
-                      "feature space (the random-init model is scored by the pretrained network too); each "
-                      "backbone's own layers, so compare within a row.", ""]
+            lines += ["The backbone is the loss network here: the losses of the fast model on the validation photos "
+                      "are in that backbone's feature space (the random-init model is scored by the pretrained "
+                      "network too, \"judged\"), so compare within a row, not down the column. The model that is "
+                      "timed, counted and exported is the same transformation network for every backbone; "
+                      "training images/s is where the loss network's cost shows.", ""]
         heads = ["backbone", "pretrained weights", "pretrained", "random init", "gain", *(h for _, h, _, _ in COLUMNS)]
         lines += ["| " + " | ".join(heads) + " |", "|---|---|" + "---:|" * (len(heads) - 2)]
         best = {k: _best([value(c, k) for c in ok], hi) for k, _, hi, _ in COLUMNS}
-        best_metric = _best([metric_of(c) for c in ok], higher)
+        best_metric = _best([metric_of(c) for c in ok], higher) if t != "stylize" else None
         best_gain = _best([gain_of(c) for c in ok], True)
         for b in plan.backbones:
             c = cells.get((t, b))
@@ -132,9 +134,10 @@ def markdown(results: dict) -> str:
                          + " | ".join(_fmt(value(c, k), f, best[k]) for k, _, _, f in COLUMNS) + " |")
         if ok:
             s = ok[0]["speed"]
+            memory = s["memory_kind"] + (" over the whole cell" if s["memory_kind"] == "process peak RSS" else "")
             lines += ["", f"Speed at {s['input'][1]} px, batch {s['batch']} (latency: batch 1); medians of "
-                      f"{plan.rounds()} timed rounds after a warm-up. Training images/s: the engine's own, median over "
-                      f"the epochs after the first. Memory: {s['memory_kind']}. GFLOPs: one image, forward, "
+                      f"{plan.rounds()} timed rounds after a warm-up. Training images/s: the engine's own, median "
+                      f"over the epochs after the first. Memory: {memory}. GFLOPs: one image, forward, "
                       "torch.utils.flop_counter."]
     lines += ["", "Plots: `metric_vs_speed.png` (Pareto front per task), `transfer_gain.png`. "
               "Raw numbers: `results.json`."]

@@ -40,6 +40,13 @@ def _cell_file(out: Path, task: str, backbone: str) -> Path:
     return out / "cells" / f"{task}__{backbone.replace(':', '-').replace('/', '-')}.json"
 
 
+def _finished(out: Path, task: str, backbone: str) -> dict | None:
+    """The record of a cell an earlier run finished, or None."""
+    target = _cell_file(out, task, backbone)
+    record = json.loads(target.read_text()) if target.is_file() else None
+    return record if record and record.get("status") == "ok" else None
+
+
 def _prepare(plan: Plan, out: Path) -> dict:
     """The plan and each task's data, written to ``out/plan.json``; a folder that holds
     another plan's cells is refused (its numbers would not be comparable)."""
@@ -92,7 +99,7 @@ def run_cell(plan: Plan, out: Path, task: str, backbone: str) -> dict:
 def bench(*, backbones: list[str], tasks: list[str] | None = None, data: dict[str, str] | None = None,
           style: str = "", quick: bool = False, epochs: int = 0, budget_s: float = 0.0, out: str | Path = "bench",
           device: str = "auto", compile: bool = False, seed: int = 0, overrides: list[str] | None = None,
-          timing_rounds: int = 0) -> dict:
+          timing_rounds: int = 0, keep_checkpoints: bool = False) -> dict:
     """Benchmark ``backbones`` across ``tasks`` (default all four) at one budget; returns the
     results (also in ``out/results.json``, ``results.md`` and plots). Finished cells of an
     earlier run into ``out`` are kept (resume); failed ones run again.
@@ -102,25 +109,32 @@ def bench(*, backbones: list[str], tasks: list[str] | None = None, data: dict[st
 
     plan = Plan(backbones=list(backbones), **({"tasks": list(tasks)} if tasks else {}), data=dict(data or {}),
                 style=style, quick=quick, epochs=epochs, budget_s=budget_s, device=device, compile=compile,
-                seed=seed, overrides=list(overrides or []), timing_rounds=timing_rounds)
+                seed=seed, overrides=list(overrides or []), timing_rounds=timing_rounds,
+                keep_checkpoints=keep_checkpoints)
     plan.check()
     out = Path(out)
     saved = _prepare(plan, out)
-    records = []
     cells = plan.cells()
-    bar = tqdm(cells, desc="bench", unit="cell", file=sys.stderr, dynamic_ncols=True)
-    for task, backbone in bar:
-        bar.set_postfix_str(f"{task} × {backbone}")
-        target = _cell_file(out, task, backbone)
-        if target.is_file() and json.loads(target.read_text()).get("status") == "ok":
-            records.append(json.loads(target.read_text()))  # finished earlier: resumed
-            continue
-        record = run_cell(plan, out, task, backbone)
+    records = {cell: _finished(out, *cell) for cell in cells}  # finished by an earlier run: kept (resume)
+    todo = [cell for cell in cells if records[cell] is None]
+    if len(todo) < len(cells):
+        print(f"resuming {out}: {len(cells) - len(todo)} of {len(cells)} cells already finished", file=sys.stderr)
+    # the time left from the cells this run has timed (resumed ones took none)
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="bench", unit="cell", file=sys.stderr,
+               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+    spent: list[float] = []
+    for i, (task, backbone) in enumerate(todo):
+        left = f", ≈{sum(spent) / len(spent) * (len(todo) - i) / 60:.0f} min left" if spent else ""
+        bar.set_postfix_str(f"{task} × {backbone}{left}")
+        t0 = time.perf_counter()
+        record = records[(task, backbone)] = run_cell(plan, out, task, backbone)
+        spent.append(time.perf_counter() - t0)
         if record["status"] != "ok":
-            tqdm.write(f"{task} × {backbone}: {record['error']} (log: {target.with_suffix('.log')})", file=sys.stderr)
-        records.append(record)
+            tqdm.write(f"{task} × {backbone}: {record['error']} "
+                       f"(log: {_cell_file(out, task, backbone).with_suffix('.log')})", file=sys.stderr)
+        bar.update()
     bar.close()
     results = {"bench": 1, "plan": saved["plan"], "data": saved["data"], "environment": environment(),
-               "cells": records}
+               "cells": [records[cell] for cell in cells]}
     write_report(results, out)
     return results
