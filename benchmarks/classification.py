@@ -56,19 +56,20 @@ def plain_epoch(dataset, num_classes: int, args, channels_last: bool) -> float:
                         collate_fn=collate, pin_memory=device.type == "cuda")
     use_amp = device.type == "cuda"
     model.train()
-    t0 = time.perf_counter()
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return len(dataset) / (time.perf_counter() - t0)
+
+    def epoch() -> int:
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = F.cross_entropy(model(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return len(dataset)
+
+    return harness.timed(epoch, device)
 
 
 def accuracy_run(train_dir: Path, val_dir: Path, weights: str, args, out: Path) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +35,13 @@ def main() -> None:
                 for name, f in (("float", "model.onnx"), ("int8", "model.int8.onnx"))}
 
     def rate(session):
-        session.run(None, {"images": x})
-        t0 = time.perf_counter()
-        for _ in range(5):
-            session.run(None, {"images": x})
-        return 5 * args.batch / (time.perf_counter() - t0)
+        def five() -> int:
+            for _ in range(5):
+                session.run(None, {"images": x})
+            return 5 * args.batch
+
+        five()  # warm-up
+        return harness.timed(five)
 
     rates = harness.interleaved({k: (lambda s=s: rate(s)) for k, s in sessions.items()}, args.repeats)
     medians = {k: harness.median(v) for k, v in rates.items()}

@@ -1,19 +1,24 @@
-"""Benchmark harness: side-by-side interleaved timing, medians, machine facts, result files.
+"""Benchmark harness: side-by-side interleaved timing, machine facts, result files.
 
 Every entry runs its contenders in alternation (A B A B …) within one process, so that
-a noisy machine slows both alike, and reports medians and the ratio of medians.
+a noisy machine slows both alike, and reports medians and the ratio of medians. The timing
+itself (a timed call, medians) is visiontl's own (``visiontl.bench.measure``, which
+``visiontl bench`` uses too).
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from visiontl.bench import measure
+
+timed, median = measure.timed, measure.median  # the entries' timing, written once
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -41,21 +46,6 @@ def interleaved(contenders: dict[str, Callable[[], float]], repeats: int) -> dic
             rates[name].append(fn())
             print(f"  round {r + 1}/{repeats} {name}: {rates[name][-1]:.1f}/s", flush=True)
     return rates
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def timed(fn: Callable[[], int]) -> float:
-    """Run ``fn`` (which returns how many items it processed) and return items/s."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    n = fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - t0)
 
 
 def save(name: str, payload: dict) -> Path:

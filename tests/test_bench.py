@@ -48,3 +48,12 @@ def test_bench_measures_a_cell_records_a_failure_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
     assert "## classify — accuracy" in capsys.readouterr().out
+
+
+def test_a_cell_past_its_budget_is_stopped_and_recorded(tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=8)
+    results = bench(backbones=["mobilenet_v2"], tasks=["classify"], data={"classify": str(data)}, quick=True,
+                    out=tmp_path / "bench", overrides=SETTINGS, budget_s=1)
+    (cell,) = results["cells"]
+    assert cell["status"] == "error" and cell["error"] == "stopped after --budget-s 1 s" and cell["cell_seconds"] < 30
+    assert "error: stopped after --budget-s 1 s" in (tmp_path / "bench" / "results.md").read_text()

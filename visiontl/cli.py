@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="your data instead of the built-in: classify=folder detect=data.yaml segment=folder "
                         "stylize=photos/")
     b.add_argument("--style", default="", help="the style image for stylize=photos/ (default: the built-in painting)")
-    b.add_argument("--quick", action="store_true", help="small subsets and 2–3 epochs: about 15 min for two "
+    b.add_argument("--quick", action="store_true", help="small subsets and 2–3 epochs: about 10 min for two "
                    "backbones × four tasks on 2 CPU cores (the metrics are rough)")
     b.add_argument("--epochs", type=int, default=0, help="epochs for every task (default: the budget's)")
     b.add_argument("--budget-s", type=float, default=0.0, help="stop a cell after this many seconds and record it "

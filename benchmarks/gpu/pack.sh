@@ -23,6 +23,7 @@ done
   -d "$PACK/whl" "${pins[@]}"
 VISIONTL_CACHE="$PWD/$PACK/cache" VISIONTL_OFFLINE=1 "$PY" -m visiontl datasets trees nuclei
 rm -rf "$PACK"/cache/datasets/*/README.txt
+sed -i 's|^path: .*|path: .|' "$PACK"/cache/datasets/*/data.yaml  # relative to the yaml: the tree moves there
 packed=$(du -sb "$PACK" | cut -f1)
 tracked=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
 total=$(( (packed + tracked) / 1048576 ))

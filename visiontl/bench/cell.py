@@ -30,7 +30,7 @@ def weights_record(backbone: str) -> dict:
     try:
         net = create_backbone(backbone, weights="imagenet")
     except (WeightsUnavailable, OSError, RuntimeError) as e:
-        return {"available": False, "why": str(e).splitlines()[0]}
+        return {"available": False, "why": str(e).splitlines()[0].removesuffix(" To get them:")}
     record = {"available": True, "source": net.weights_source}
     if backbone in BACKBONES:
         found = locate(BACKBONES.get(backbone).weights)
