@@ -35,6 +35,7 @@ def test_bench_measures_a_cell_records_a_failure_and_resumes(tmp_path, capsys):
     md = (out / "results.md").read_text()
     assert "| mobilenet_v2 |" in md and "error: " in md and "--quick" in md
     assert (out / "metric_vs_speed.png").stat().st_size > 0 and (out / "transfer_gain.png").stat().st_size > 0
+    assert str(out) not in (out / "results.json").read_text()  # run folders relative to the bench folder
     saved = json.loads((out / "results.json").read_text())
     assert saved["environment"]["versions"]["torch"] and saved["data"]["classify"] == {"data.train": str(data)}
 

@@ -145,28 +145,40 @@ def markdown(results: dict) -> str:
 
 
 def plot_tradeoff(results: dict, path: Path) -> Path:
-    """Per task: the pretrained metric against inference images/s, the Pareto front joined."""
+    """Per task: the pretrained metric against inference images/s, the Pareto front joined;
+    one colour per backbone in every panel."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     plan = Plan(**results["plan"])
-    tasks = list(plan.tasks)
+    tasks, colours = list(plan.tasks), {b: f"C{i % 10}" for i, b in enumerate(plan.backbones)}
     fig, axes = plots.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         metric, higher = METRIC[task]
         pts = [(value(c, "infer_images_per_s"), metric_of(c), c["backbone"]) for c in results["cells"]
                if c["task"] == task and c.get("status") == "ok" and metric_of(c) is not None]
         for x, y, name in pts:
-            ax.scatter(x, y, s=40)
+            ax.scatter(x, y, s=40, color=colours[name])
             ax.annotate(plots.short(name, 18), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         front, best_y = [], None  # faster first; kept when better than everything faster
         for x, y, _ in sorted(pts, key=lambda p: -p[0]):
             if best_y is None or (y > best_y if higher else y < best_y):
                 front.append((x, y))
                 best_y = y
-        if len(front) > 1:
+        if len(front) > 1 and task != "stylize":
             ax.plot(*zip(*sorted(front)), color="gray", ls="--", lw=1, label="Pareto front")
             ax.legend(fontsize=7)
-        ax.set_xscale("log")
-        ax.set(xlabel="inference images/s (PyTorch)", ylabel=metric + ("" if higher else " (lower is better)"),
-               title=task)
+        xs = [p[0] for p in pts]
+        wide = bool(xs) and max(xs) > 5 * min(xs)
+        if wide:  # speeds an order of magnitude apart
+            ax.set_xscale("log")
+            ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        elif xs:
+            ax.set_xlim(0.8 * min(xs), 1.2 * max(xs))
+        title = task + ("\n(losses in each backbone's own space)" if task == "stylize" else "")
+        ax.set(xlabel="inference images/s (PyTorch" + (", log scale)" if wide else ")"),
+               ylabel=metric + ("" if higher else " (lower is better)"), title=title)
         ax.grid(alpha=0.3)
     return plots.save(fig, path)
 
@@ -190,8 +202,15 @@ def plot_gain(results: dict, path: Path) -> Path:
     return plots.save(fig, path)
 
 
+def portable(text: str, out: Path) -> str:
+    """Paths inside ``out`` relative to it, the home folder as ``~``: results that name no machine."""
+    for folder, short in ((out.resolve(), "."), (out, "."), (Path.home(), "~")):
+        text = text.replace(json.dumps(str(folder))[1:-1] + "/", short + "/")
+    return text
+
+
 def write_report(results: dict, out: Path) -> list[Path]:
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / "results.json").write_text(portable(json.dumps(results, indent=1, default=str), out))
     (out / "results.md").write_text(markdown(results))
     return [out / "results.json", out / "results.md", plot_tradeoff(results, out / "metric_vs_speed.png"),
             plot_gain(results, out / "transfer_gain.png")]
