@@ -268,3 +268,18 @@ def test_shipped_stylize_config_loads():
         assert cfg.data.style and cfg.loss.style_layers
         names = [n for n, _, _ in named_layers(create_backbone(cfg.model.backbone, weights="none"))]
         assert set(cfg.loss.style_layers + cfg.loss.content_layers) <= set(names)
+
+
+def test_taps_on_a_backbone_with_its_own_forward_are_its_stage_outputs():
+    pytest.importorskip("timm")
+    from visiontl.adapters.style_transfer.taps import FeatureTaps
+    from visiontl.backbones import create_backbone
+
+    backbone = create_backbone("timm:resnet18", weights="none").eval()
+    taps = FeatureTaps(backbone, ["stage1", "stage3"])
+    x = torch.rand(2, 3, 64, 64)
+    got, want = taps(x), backbone(x)
+    assert set(got) == {"stage1", "stage3"} and not any(p.requires_grad for p in taps.parameters())
+    assert torch.equal(got["stage1"], want[1]) and torch.equal(got["stage3"], want[3])
+    with pytest.raises(KeyError, match="no layer 'relu4_1'; its layers: stage0, stage1"):
+        FeatureTaps(backbone, ["relu4_1"])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..engine.distributed import amp_dtype, select_device
 from . import measure
 from .plan import METRIC, Plan, task_overrides
 
@@ -76,7 +77,7 @@ def train(task: str, adapter, device: torch.device) -> dict:
     return {"metric": best[f"val/{metric}"], "final": history[-1][f"val/{metric}"], "best_epoch": best["epoch"],
             "metrics": {k[4:]: v for k, v in best.items() if k.startswith("val/")},
             "train_images_per_s": measure.median(speeds[1:] or speeds), "seconds": seconds,
-            "history": [{k: v for k, v in h.items()} for h in history], "run_dir": str(adapter.run_dir)}
+            "history": history, "run_dir": str(adapter.run_dir)}
 
 
 def judged(adapter, pretrained_adapter) -> dict:
@@ -92,8 +93,6 @@ def judged(adapter, pretrained_adapter) -> dict:
 def speed(adapter, plan: Plan, tmp: Path) -> dict:
     """Inference images/s and batch-1 latency (PyTorch and ONNX Runtime), parameters, GFLOPs
     and peak memory of the trained model."""
-    from ..engine.distributed import amp_dtype, select_device
-
     device = select_device(plan.device)
     size = adapter.config.data.image_size
     batch = 8 if plan.quick and device.type == "cpu" else 32 if device.type == "cpu" else 64
@@ -121,8 +120,6 @@ def speed(adapter, plan: Plan, tmp: Path) -> dict:
 
 
 def run(plan: Plan, task: str, backbone: str, data: dict[str, str], out_dir: Path) -> dict:
-    from ..engine.distributed import select_device
-
     device = select_device(plan.device)
     overrides = task_overrides(plan, task, data)
     record: dict = {"task": task, "backbone": backbone, "overrides": overrides, "weights": weights_record(backbone)}

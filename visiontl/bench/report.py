@@ -86,7 +86,8 @@ def markdown(results: dict) -> str:
         lines.append(f"| {task} | {data_name(plan, task)} | `{' '.join(keys)}` |")
     heads = [f"{t} {METRIC[t][0]}" + (" ↓" if not METRIC[t][1] else "") for t in plan.tasks]
     lines += ["", "## Backbone × task", "",
-              "Each cell: the pretrained model's metric (its gain over random init) · PyTorch inference images/s. "
+              "Each cell: the pretrained model's metric (its gain over random init) · PyTorch inference images/s "
+              "of the pretrained model (of the random-init one where no weights are offline). "
               "Best metric per column in bold.", "",
               "| backbone | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(plan.tasks)]
     for b in plan.backbones:
@@ -99,7 +100,9 @@ def markdown(results: dict) -> str:
             best = _best([metric_of(cells[(t, o)]) for o in plan.backbones  # style: losses of different
                           if cells.get((t, o), {}).get("status") == "ok"], METRIC[t][1]) if t != "stylize" else None
             m, g, v = metric_of(c), gain_of(c), value(c, "infer_images_per_s")
-            text = "no weights" if m is None else _fmt(m, "{:.3f}", best)
+            rnd = metric_of(c, "random")
+            text = (_fmt(m, "{:.3f}", best) if m is not None else
+                    "no weights offline" + (f", random init {rnd:.3f}" if rnd is not None else ""))
             text += f" ({g:+.3f})" if g is not None else ""
             row.append(text + (f" · {v:.0f}/s" if v is not None else ""))
         lines.append(f"| {b} | " + " | ".join(row) + " |")

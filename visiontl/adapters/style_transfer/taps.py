@@ -3,7 +3,8 @@
 VGG-style backbones (plain conv / ReLU / max-pool sequences) get the names of the style
 transfer literature — ``conv1_1``, ``relu1_1``, …, ``pool1``, ``conv2_1``, … — counted
 from the network's own layers, so ``relu4_2`` is VGG19's ``features[22]`` as in Gatys et al.
-Every backbone also has its stage outputs, ``stage0`` … ``stage4`` (strides 2 … 32).
+Every backbone also has its stage outputs, ``stage0`` … ``stage4`` (strides 2 … 32); a
+backbone that runs its own forward (``timm:``) has only those, one per ``feature_info`` entry.
 """
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from torch import nn
 from ...backbones import Backbone
 
 
-def named_layers(backbone: Backbone) -> list[tuple[str, nn.Module, int]]:
-    """(name, module, stage) for every tappable layer in forward order."""
+def named_layers(backbone: Backbone) -> list[tuple[str, nn.Module | None, int]]:
+    """(name, module, stage) for every tappable layer in forward order; the module is None
+    for a backbone without separate stages (its feature maps come from its own forward)."""
+    if not len(backbone.stages):
+        return [(f"stage{s}", None, s) for s in range(len(backbone.feature_info))]
     out: list[tuple[str, nn.Module, int]] = []
     block, conv, relu = 1, 0, 0
     for s, stage in enumerate(backbone.stages):
@@ -59,7 +63,8 @@ class FeatureTaps(nn.Module):
             raise KeyError(f"{backbone.name}: no layer {unknown[0]!r}; its layers: {', '.join(names)}")
         last = max(names.index(layer) for layer in layers)
         self.names = names[: last + 1]
-        self.layers = nn.ModuleList(m for _, m, _ in table[: last + 1])
+        self.whole = backbone if table and table[0][1] is None else None  # its own forward (timm)
+        self.layers = nn.ModuleList(m for _, m, _ in table[: last + 1] if m is not None)
         self.wanted = set(layers)
         self.preprocess = backbone.preprocess
         for m in self.layers.modules():
@@ -74,6 +79,8 @@ class FeatureTaps(nn.Module):
     def forward(self, images: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """The tapped layers' features, or only ``layers`` (then it stops at the deepest of them)."""
         wanted = self.wanted if layers is None else set(layers)
+        if self.whole is not None:
+            return {name: f for name, f in zip(self.names, self.whole(images)) if name in wanted}
         x, out = self.preprocess(images), {}
         for name, layer in zip(self.names, self.layers):
             x = layer(x)
