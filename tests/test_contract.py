@@ -135,7 +135,7 @@ def test_a_new_task_trains_evaluates_and_reloads_through_the_contract(tmp_path, 
     meta = again.export(tmp_path / "export", formats=["onnx"])  # the base class's export, from export_graph
     assert meta["task"] == "regress" and meta["outputs"] == {"brightness": "(batch, 1) in [0, 1]"}
     assert meta["input"]["shape"] == ["batch", 3, 32, 32] and meta["onnx_max_abs_diff_vs_pytorch"] < 1e-3
-    with pytest.raises(ValueError, match="int8 export is for classification models"):
+    with pytest.raises(ValueError, match="int8 export is not available for the regress model"):
         again.export(tmp_path / "int8", int8=True)
 
 

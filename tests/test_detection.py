@@ -270,8 +270,14 @@ def test_onnx_export_matches_pytorch(detection_set, tmp_path):
     pytest.importorskip("onnxruntime")
     det = Detector(config=tiny_detect_config(detection_set, tmp_path / "runs"))
     det.fit()
-    meta = Detector.load(det.run_dir / "best.pt").export(tmp_path / "export", formats=["onnx"])
+    loaded = Detector.load(det.run_dir / "best.pt")
+    meta = loaded.export(tmp_path / "export", formats=["onnx"], int8=True)
     assert meta["onnx_max_abs_diff_vs_pytorch"] < 1e-3
+    # int8: smaller, scored by the task's own validation code; the float ONNX model scores as PyTorch
+    q = meta["int8_vs_float"]
+    assert q["metric"] == "mAP50-95" and q["int8_mb"] < q["float_mb"] / 2 and 0 <= q["int8"]["mAP50"] <= 1
+    want = loaded.evaluate(loaded.datasets()[1])
+    assert q["float"]["mAP50"] == pytest.approx(want["mAP50"], abs=1e-3) and np.isnan(q["float"]["loss"])
     assert meta["classes"] == DETECT_CLASSES and "nms" in meta
     import onnxruntime as ort
 

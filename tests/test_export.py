@@ -37,7 +37,12 @@ def test_int8_export_from_the_cli(image_folder, tmp_path, capsys):
                  "--out", str(tmp_path / "ex")]) == 0
     meta = json.loads((tmp_path / "ex" / "model.json").read_text())
     q = meta["int8_vs_float"]
-    assert q["int8_mb"] < q["float_mb"] / 2 and 0 <= q["int8_accuracy"] <= 1 and q["val_images"] == 6
+    assert q["int8_mb"] < q["float_mb"] / 2 and 0 <= q["int8"]["accuracy"] <= 1 and q["val_images"] == 6
+    # the float ONNX model scored by the task's own validation code equals the PyTorch model's score
+    clf = Classifier.load(tmp_path / "runs" / "r" / "best.pt")
+    torch_scores = clf.evaluate(clf.datasets()[1])
+    assert q["metric"] == "accuracy" and q["float"]["accuracy"] == torch_scores["accuracy"]
+    assert q["float"]["loss"] == pytest.approx(torch_scores["loss"], abs=1e-4)
     assert "torchscript" not in meta["files"]
     assert "int8 vs float on 6 validation images" in capsys.readouterr().out
 
@@ -48,6 +53,6 @@ def test_prepare_gives_a_contiguous_cpu_eval_model_and_refuses_int8_for_other_ta
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).to(memory_format=torch.channels_last)
     net, out = export.prepare(model, tmp_path / "a" / "b")
     assert out.is_dir() and not net.training and net[0].weight.is_contiguous()
-    with pytest.raises(ValueError, match="int8 export is for classification models; export the detector in float"):
+    with pytest.raises(ValueError, match="int8 export is not available for the detector; export it in float"):
         export.prepare(model, tmp_path / "c", int8=True, name="the detector")
     assert not (tmp_path / "c").exists()  # nothing written before the refusal

@@ -259,9 +259,14 @@ def test_command_line_train_val_predict_export(segmentation_set, tmp_path, capsy
     assert "64×64, background" in capsys.readouterr().out
     palette = Image.open(tmp_path / "p" / "001_mask.png").getpalette()[:9]
     assert palette == [0, 0, 0, 255, 0, 0, 0, 255, 0]  # the configured class colours
-    assert main(["export", str(best), "--out", str(tmp_path / "exp")]) == 0
+    assert main(["export", str(best), "--out", str(tmp_path / "exp"), "--int8"]) == 0
+    assert "int8 vs float on 2 validation images: mIoU" in capsys.readouterr().out
     meta = json.loads((tmp_path / "exp" / "model.json").read_text())
     assert meta["onnx_max_abs_diff_vs_pytorch"] < 1e-3 and meta["classes"] == SEGMENT_CLASSES
+    # int8: smaller, and the float ONNX model scored by the task's own validation code as PyTorch is
+    q, loaded = meta["int8_vs_float"], Segmenter.load(best)
+    assert q["int8_mb"] < q["float_mb"] / 2 and 0 <= q["int8"]["mIoU"] <= 1
+    assert q["float"]["mIoU"] == pytest.approx(loaded.evaluate(loaded.datasets()[1])["mIoU"], abs=1e-3)
     # the ONNX model takes other sizes too (multiples of 32) and agrees with PyTorch there
     x = torch.rand(1, 3, 96, 128)
     got = ort.InferenceSession(str(tmp_path / "exp" / "model.onnx")).run(None, {"images": x.numpy()})[0]

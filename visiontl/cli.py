@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="ONNX / TorchScript (and int8 ONNX) of a trained model, with its metadata")
     ex.add_argument("checkpoint")
     ex.add_argument("--formats", nargs="+", default=["onnx", "torchscript"], choices=["onnx", "torchscript"])
-    ex.add_argument("--int8", action="store_true", help="also a static int8 ONNX model, with size and accuracy")
+    ex.add_argument("--int8", action="store_true", help="also a static int8 ONNX model (classify, detect, segment), "
+                    "with its size and validation metrics next to the float model's")
     ex.add_argument("--out", help="output folder (default: RUN_DIR/export)")
     rp = sub.add_parser("report", help="summarise a run directory or a bench folder")
     rp.add_argument("run_dir")
@@ -321,8 +322,9 @@ def _run(args) -> int:
             print(f"onnxruntime vs PyTorch: max |diff| {meta['onnx_max_abs_diff_vs_pytorch']:.2e}")
         if "int8_vs_float" in meta:
             q = meta["int8_vs_float"]
-            print(f"int8 vs float on {q['val_images']} validation images: accuracy {q['int8_accuracy']:.4f} vs "
-                  f"{q['float_accuracy']:.4f}, size {q['int8_mb']} MB vs {q['float_mb']} MB")
+            m = q["metric"]
+            print(f"int8 vs float on {q['val_images']} validation images: {m} {q['int8'][m]:.4f} vs "
+                  f"{q['float'][m]:.4f}, size {q['int8_mb']} MB vs {q['float_mb']} MB")
         print(f"metadata: {out / 'model.json'}")
         return 0
     if args.command == "predict":

@@ -35,8 +35,9 @@ class ExportGraph:
 def export_task(adapter, out_dir: str | Path, *, formats: Iterable[str] = ("onnx", "torchscript"),
                 int8: bool = False) -> dict:
     """Every task's ``export``: the adapter's graph (``adapter.export_graph``) written as
-    ONNX (checked with onnxruntime) and TorchScript, with ``int8`` also the adapter's int8
-    model (``adapter.export_int8``), and ``model.json``; returns that metadata."""
+    ONNX (checked with onnxruntime) and TorchScript, with ``int8`` also a static int8 ONNX
+    model scored against the float one (:func:`int8_vs_float`), and ``model.json``; returns
+    that metadata."""
     net, out = prepare(adapter.model, out_dir, int8=int8 and not adapter.supports_int8,
                        name=f"the {adapter.task} model")
     g = adapter.export_graph(net)
@@ -51,7 +52,7 @@ def export_task(adapter, out_dir: str | Path, *, formats: Iterable[str] = ("onnx
     write_models(g.net, example, out, meta, formats={*formats, *(["onnx"] if int8 else [])},
                  output_names=list(g.outputs), atol=g.atol)
     if int8:
-        adapter.export_int8(out, meta)
+        int8_vs_float(adapter, out, meta)
     write_meta(out / "model.json", meta)
     return meta
 
@@ -59,10 +60,10 @@ def export_task(adapter, out_dir: str | Path, *, formats: Iterable[str] = ("onnx
 def prepare(model: nn.Module, out_dir: str | Path, *, int8: bool = False,
             name: str = "this model") -> tuple[nn.Module, Path]:
     """The export preamble: ``model`` on the CPU in the default memory format and eval mode
-    (what tracing and onnxruntime want), and ``out_dir`` made. ``int8`` is refused: only
-    classification, which calibrates on its training images, has an int8 export."""
+    (what tracing and onnxruntime want), and ``out_dir`` made. ``int8`` is refused: a task
+    whose int8 model is not checked (``supports_int8`` False) exports in float."""
     if int8:
-        raise ValueError(f"int8 export is for classification models; export {name} in float")
+        raise ValueError(f"int8 export is not available for {name}; export it in float")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return model.cpu().to(memory_format=torch.contiguous_format).eval(), out
@@ -131,6 +132,61 @@ def quantize_int8(float_path: Path, int8_path: Path, calibration: Iterable[np.nd
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     prepared.unlink(missing_ok=True)
     return int8_path
+
+
+class OnnxModel(nn.Module):
+    """An exported ONNX file run by ONNX Runtime (CPU) behind ``model(images)``, so the task's
+    own validation code scores it. ``adapt`` turns the graph's outputs into what the task's
+    model returns (its ``onnx_outputs``)."""
+
+    def __init__(self, path: Path, adapt) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input, self.adapt = self.session.get_inputs()[0].name, adapt
+
+    def forward(self, images: torch.Tensor):
+        x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+        outputs = self.session.run(None, {self.input: x.contiguous().cpu().numpy()})
+        return self.adapt([torch.from_numpy(o) for o in outputs])
+
+
+def calibration_batches(adapter, train_set, n: int = 128, batch: int = 16) -> list[np.ndarray]:
+    """Up to ``n`` training images resized to ``data.image_size``: RGB [0, 1] NCHW batches."""
+    from PIL import Image
+
+    from .data.images import read_image
+
+    size = adapter.config.data.image_size
+    images = [np.asarray(Image.fromarray(read_image(p)).resize((size, size), Image.BILINEAR))
+              for p in adapter.sample_paths(train_set)[:n]]
+    x = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / 255
+    return [x[i:i + batch] for i in range(0, len(x), batch)]
+
+
+def onnx_metrics(adapter, path: Path, data, batch_size: int = 16) -> dict[str, float]:
+    """The task's validation metrics of the ONNX model at ``path`` on ``data``: the engine's
+    evaluation loop and the task's own steps, as ``val`` scores the PyTorch model."""
+    from .engine import evaluate
+
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=adapter.collate)
+    model = OnnxModel(path, adapter.onnx_outputs)
+    return evaluate(adapter, model, loader, device=torch.device("cpu"), amp="off").metrics
+
+
+def int8_vs_float(adapter, out: Path, meta: dict) -> None:
+    """``model.int8.onnx`` from ``model.onnx`` (static, calibrated on the run's training
+    images) and, where there is validation data, the task's metrics of both: in ``meta``."""
+    train_set, val_set = adapter.datasets()
+    path = quantize_int8(out / "model.onnx", out / "model.int8.onnx", calibration_batches(adapter, train_set))
+    meta["files"]["int8"] = {"path": path.name, "bytes": path.stat().st_size}
+    if val_set is not None:
+        meta["int8_vs_float"] = {
+            "val_images": len(val_set), "metric": adapter.monitor[0].split("/", 1)[1],
+            "float": onnx_metrics(adapter, out / "model.onnx", val_set), "int8": onnx_metrics(adapter, path, val_set),
+            "float_mb": round((out / "model.onnx").stat().st_size / 2**20, 2),
+            "int8_mb": round(path.stat().st_size / 2**20, 2)}
 
 
 def write_models(net: nn.Module, example: torch.Tensor, out: Path, meta: dict, *, formats: Iterable[str],

@@ -163,11 +163,12 @@ class TaskAdapter:
         what its outputs hold."""
         raise NotImplementedError
 
-    supports_int8 = False  # export(int8=True) also writes a static int8 ONNX model (export_int8)
+    supports_int8 = False  # export(int8=True): a static int8 ONNX model, scored against the float one
+    # (calibrated on sample_paths of the training data; scored by validation_step through onnx_outputs)
 
-    def export_int8(self, out: Path, meta: dict) -> None:
-        """``model.int8.onnx`` from the float ``model.onnx`` in ``out``; records it in ``meta``."""
-        raise NotImplementedError
+    def onnx_outputs(self, outputs: list[torch.Tensor]):
+        """The exported graph's outputs as the task's model returns them (its first, by default)."""
+        return outputs[0]
 
     def export(self, out_dir: str | Path, *, formats=("onnx", "torchscript"), int8: bool = False) -> dict:
         """``model.onnx`` (checked with onnxruntime against PyTorch), ``model.torchscript.pt``
@@ -195,6 +196,7 @@ class TaskAdapter:
         raise NotImplementedError
 
     def sample_paths(self, data) -> list[Path]:
+        """The image file of each sample of ``data`` (feature-cache keys, int8 calibration)."""
         raise NotImplementedError
 
     def sample_labels(self, data) -> list:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ... import export, plots
+from ... import plots
 from ...data.classification import csv_dataset, image_folder
 from ...data.image_dataset import ImageDataset, collate
 from ...data.images import expand_inputs, read_image, readable
@@ -25,7 +25,7 @@ from ...export import ExportGraph
 from ..base import TaskAdapter
 from ..predictions import write_predictions
 from .config import ClassifyConfig
-from .deploy import WithProbabilities, batch_array, onnx_accuracy
+from .deploy import WithProbabilities
 from .metrics import confusion_matrix, summarize
 from .model import ClassificationModel
 
@@ -236,22 +236,6 @@ class Classifier(TaskAdapter):
                                  "preprocessing": self.model.backbone.preprocessing.to_dict()})
 
     supports_int8 = True
-
-    def export_int8(self, out: Path, meta: dict) -> None:
-        """Calibrated on the run's training images; its accuracy and size next to the float model's."""
-        train_set, val_set = self.datasets()
-        plain, n = self._plain(train_set), min(len(train_set), 128)
-        calibration = [batch_array(plain, range(i, min(i + 16, n))) for i in range(0, n, 16)]
-        path = export.quantize_int8(out / "model.onnx", out / "model.int8.onnx", calibration)
-        meta["files"]["int8"] = {"path": path.name, "bytes": path.stat().st_size}
-        if val_set is not None:
-            meta["int8_vs_float"] = {
-                "val_images": len(val_set),
-                "float_accuracy": onnx_accuracy(out / "model.onnx", val_set),
-                "int8_accuracy": onnx_accuracy(path, val_set),
-                "float_mb": round((out / "model.onnx").stat().st_size / 2**20, 2),
-                "int8_mb": round(path.stat().st_size / 2**20, 2),
-            }
 
 
 class _PooledHead(torch.nn.Module):

@@ -134,7 +134,8 @@ class Detector(TaskAdapter):
 
     def validation_step(self, model, batch) -> dict:
         decoded, raw = model(batch["img"])
-        loss, _ = self.criterion(raw, batch)
+        # an exported model gives the decoded predictions only (onnx_outputs): no loss
+        loss = self.criterion(raw, batch)[0] if raw is not None else torch.tensor(float("nan"))
         e = self.config.eval
         detections = non_max_suppression(decoded.float(), conf_thres=e.conf, iou_thres=e.iou, max_det=e.max_det)
         out = {"loss": loss.detach() * len(detections), "n": len(detections), "tp": [], "conf": [], "pred_cls": [],
@@ -250,6 +251,14 @@ class Detector(TaskAdapter):
             example=torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8).float() / 255,
             meta={"nms": {"step": "per image: keep anchors whose best class score ≥ conf, then class-wise NMS at iou",
                           "conf": e.predict_conf, "iou": e.iou, "max_det": e.max_det}})
+
+    supports_int8 = True
+
+    def sample_paths(self, data: DetectionDataset) -> list[Path]:
+        return [s.path for s in data.samples]
+
+    def onnx_outputs(self, outputs: list[torch.Tensor]):
+        return outputs[0], None  # decoded predictions; the raw head maps are not exported
 
     def export(self, out_dir: str | Path, **kwargs) -> dict:
         head = self.model.head

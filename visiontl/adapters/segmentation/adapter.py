@@ -257,6 +257,11 @@ class Segmenter(TaskAdapter):
         return f"{result['width']}×{result['height']}, {shares} (mean confidence {result['confidence']:.3f})"
 
     # -- export ---------------------------------------------------------------------------
+    supports_int8 = True
+
+    def sample_paths(self, data: SegmentationDataset) -> list[Path]:
+        return [image for image, _ in data.samples]
+
     def export_graph(self, net: torch.nn.Module) -> ExportGraph:
         tile = self.config.eval.tile or self.config.data.image_size
         return ExportGraph(net, {"logits": "(batch, classes, height, width); the mask is the argmax over axis 1"},
