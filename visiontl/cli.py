@@ -145,13 +145,9 @@ def _task_help(parser: argparse.ArgumentParser, command: str, task: str) -> str:
 
 
 def _load(checkpoint: str):
-    from .adapters import TASKS
-    from .engine import load_checkpoint
+    from .adapters import load
 
-    task = load_checkpoint(checkpoint).get("meta", {}).get("task")
-    if task not in TASKS:
-        raise SystemExit(f"{checkpoint}: unknown task {task!r} in checkpoint")
-    return TASKS[task][0].load(checkpoint)
+    return load(checkpoint)
 
 
 def _from_config(task: str, config: str | None, overrides: list[str]):

@@ -59,6 +59,17 @@ def config_class(task: str) -> type:
     return getattr(importlib.import_module(module + ".config", __name__), config)
 
 
+def load(checkpoint):
+    """A trained model of any task from its ``best.pt``/``last.pt``; the task is read from
+    the checkpoint. Example: ``load("runs/segment-…/best.pt").predict("cells/")``"""
+    from ..engine import load_checkpoint
+
+    task = load_checkpoint(checkpoint).get("meta", {}).get("task")
+    if task not in TASKS:
+        raise ValueError(f"{checkpoint}: unknown task {task!r} in the checkpoint; valid tasks: {', '.join(TASKS)}")
+    return TASKS[task][0].load(checkpoint)
+
+
 def __getattr__(name: str):
     if name == "stylize":  # style transfer by per-image optimisation (no training)
         return importlib.import_module(".style_transfer", __name__).stylize
@@ -68,4 +79,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["TASKS", "config_class", "register_task", "stylize", *(n for _, a, c in _WHERE.values() for n in (a, c))]
+__all__ = ["TASKS", "config_class", "load", "register_task", "stylize", *(n for _, a, c in _WHERE.values() for n in (a, c))]
