@@ -47,7 +47,8 @@ def main() -> None:
 
     rates = harness.interleaved({k: (lambda s=s: rate(s)) for k, s in sessions.items()}, args.repeats)
     medians = {k: harness.median(v) for k, v in rates.items()}
-    result = {"machine": harness.machine(), "task": model.task, "checkpoint": args.checkpoint, "image_size": size,
+    checkpoint = "/".join(Path(args.checkpoint).parts[-2:])  # run/best.pt: no machine path
+    result = {"machine": harness.machine(), "task": model.task, "checkpoint": checkpoint, "image_size": size,
               "batch": args.batch, "int8_vs_float": meta["int8_vs_float"], "images_per_s": rates, "medians": medians}
     path = harness.save(f"export-int8-cpu{args.tag}", result)
     q = meta["int8_vs_float"]

@@ -56,3 +56,23 @@ def test_prepare_gives_a_contiguous_cpu_eval_model_and_refuses_int8_for_other_ta
     with pytest.raises(ValueError, match="int8 export is not available for the detector; export it in float"):
         export.prepare(model, tmp_path / "c", int8=True, name="the detector")
     assert not (tmp_path / "c").exists()  # nothing written before the refusal
+
+
+def test_float_tail_is_what_follows_the_last_convolutions(tmp_path):
+    from visiontl import export
+
+    class Decode(torch.nn.Module):  # a detector's ending: boxes in pixels beside scores in 0…1
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x))
+            return torch.cat([y[:, :2] * 100, y[:, 2:].sigmoid()], 1)
+
+    path = export.to_onnx(Decode().eval(), torch.rand(1, 3, 16, 16), tmp_path / "m.onnx", output_names=["out"])
+    import onnx
+
+    ops = {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
+    tail = {ops[name] for name in export.float_tail(path)}
+    assert {"Concat", "Sigmoid", "Mul", "Relu"} <= tail and "Conv" not in tail

@@ -29,6 +29,7 @@ class ExportGraph:
     note: str = ""  # about the input: letterboxing, multiples of 32 …
     example: torch.Tensor | None = None  # what is traced; default two random images at data.image_size
     atol: float = 1e-3  # the largest onnxruntime-vs-PyTorch difference accepted
+    int8_float_tail: bool = False  # int8: keep the nodes after the last convolutions in float (float_tail)
     meta: dict = field(default_factory=dict)  # more for model.json: preprocessing, NMS settings, palette …
 
 
@@ -52,7 +53,7 @@ def export_task(adapter, out_dir: str | Path, *, formats: Iterable[str] = ("onnx
     write_models(g.net, example, out, meta, formats={*formats, *(["onnx"] if int8 else [])},
                  output_names=list(g.outputs), atol=g.atol)
     if int8:
-        int8_vs_float(adapter, out, meta)
+        int8_vs_float(adapter, out, meta, g.int8_float_tail)
     write_meta(out / "model.json", meta)
     return meta
 
@@ -109,8 +110,27 @@ def check_onnx(model: nn.Module, path: Path, example: torch.Tensor, *, atol: flo
     return diff
 
 
-def quantize_int8(float_path: Path, int8_path: Path, calibration: Iterable[np.ndarray]) -> Path:
-    """Static int8 quantisation (QDQ, per-channel weights) calibrated on real images."""
+def float_tail(path: Path) -> list[str]:
+    """The nodes between the graph's last convolutions and its outputs (a detector's box
+    decoding): where values of different ranges meet, which one int8 scale cannot hold."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    tail, stack = set(), [o.name for o in graph.output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.op_type == "Conv" or node.name in tail:
+            continue
+        tail.add(node.name)
+        stack.extend(node.input)
+    return sorted(tail)
+
+
+def quantize_int8(float_path: Path, int8_path: Path, calibration: Iterable[np.ndarray],
+                  keep_tail: bool = False) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) calibrated on real images; with
+    ``keep_tail`` the nodes after the last convolutions stay in float (:func:`float_tail`)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -129,7 +149,8 @@ def quantize_int8(float_path: Path, int8_path: Path, calibration: Iterable[np.nd
     except Exception:
         source = float_path
     quantize_static(str(source), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=float_tail(source) if keep_tail else None)
     prepared.unlink(missing_ok=True)
     return int8_path
 
@@ -175,11 +196,13 @@ def onnx_metrics(adapter, path: Path, data, batch_size: int = 16) -> dict[str, f
     return evaluate(adapter, model, loader, device=torch.device("cpu"), amp="off").metrics
 
 
-def int8_vs_float(adapter, out: Path, meta: dict) -> None:
+def int8_vs_float(adapter, out: Path, meta: dict, keep_tail: bool = False) -> None:
     """``model.int8.onnx`` from ``model.onnx`` (static, calibrated on the run's training
-    images) and, where there is validation data, the task's metrics of both: in ``meta``."""
+    images; ``keep_tail``: see :func:`quantize_int8`) and, where there is validation data,
+    the task's metrics of both: in ``meta``."""
     train_set, val_set = adapter.datasets()
-    path = quantize_int8(out / "model.onnx", out / "model.int8.onnx", calibration_batches(adapter, train_set))
+    path = quantize_int8(out / "model.onnx", out / "model.int8.onnx", calibration_batches(adapter, train_set),
+                         keep_tail)
     meta["files"]["int8"] = {"path": path.name, "bytes": path.stat().st_size}
     if val_set is not None:
         meta["int8_vs_float"] = {
