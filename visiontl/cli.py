@@ -22,6 +22,7 @@ EPILOG = """examples:
   visiontl predict runs/x/best.pt photo.jpg more_photos/ --topk 3 --out preds/
   visiontl export runs/x/best.pt --int8
   visiontl bench --backbones mobilenet_v2 vgg19 --quick
+  visiontl distill classify --teacher runs/big/best.pt model.backbone=mobilenet_v3_small model.weights=none
 """
 
 
@@ -36,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", help="continue from a last.pt (same as train.resume=PATH)")
     t.add_argument("--dry-run", action="store_true",
                    help="print the fine-tuning plan (groups, trainable, BN mode, LR, size) and stop")
+    di = sub.add_parser("distill", help="train a (smaller) model on a trained one's soft targets and the labels "
+                                        "(classify, segment)")
+    di.add_argument("task", help="classify | segment")
+    di.add_argument("--teacher", required=True, help="the trained model's best.pt")
+    di.add_argument("-c", "--config", help="YAML config (default: the teacher's config.yaml: its data and recipe)")
+    di.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.backbone=mobilenet_v3_small "
+                                                 "distill.temperature=4 distill.weight=0.5")
     lf = sub.add_parser("lr-find", help="learning-rate range test (loss vs LR plot and a suggested optim.lr)")
     lf.add_argument("task", help="classify | detect | segment | stylize")
     lf.add_argument("-c", "--config", help="YAML config (see configs/)")
@@ -122,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", choices=["fashion-mnist", "digits"])
     d.add_argument("--backbone", default="mobilenet_v2")
     d.add_argument("--out", default="runs/demo")
-    p.task_parsers = {"train": t, "lr-find": lf}  # for `visiontl train TASK --help`
+    p.task_parsers = {"train": t, "lr-find": lf, "distill": di}  # for `visiontl train TASK --help`
     return p
 
 
@@ -163,7 +171,7 @@ def _from_config(task: str, config: str | None, overrides: list[str]):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) >= 2 and argv[0] in ("train", "lr-find") and not argv[1].startswith("-") and \
+    if len(argv) >= 2 and argv[0] in ("train", "lr-find", "distill") and not argv[1].startswith("-") and \
             {"-h", "--help"} & set(argv):
         try:
             print(_task_help(parser, argv[0], argv[1]), end="")
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args, extra = parser.parse_known_args(argv)
     from .backbones.weights import WeightsUnavailable  # after parsing: --help needs no torch
-    if extra and not (args.command in ("train", "lr-find") and all("=" in e for e in extra)):
+    if extra and not (args.command in ("train", "lr-find", "distill") and all("=" in e for e in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra  # key=value after -c FILE
@@ -251,10 +259,21 @@ def _run(args) -> int:
               f"lr {result.lrs[0]:.1e} … {result.lrs[-1]:.1e}{', stopped when the loss diverged' if result.stopped_early else ''})")
         print(f"plot: {Path(args.out) / 'lr_find.png'}")
         return 0
-    if args.command == "train":
-        overrides = list(args.overrides) + ([f"train.resume={args.resume}"] if args.resume else [])
-        model = _from_config(args.task, args.config, overrides)
-        if args.dry_run:
+    if args.command in ("train", "distill"):
+        if args.command == "distill":  # the teacher's recipe, a new run, the teacher's soft targets
+            from .adapters import TASKS
+
+            if args.task in TASKS and not TASKS[args.task][0].supports_distillation:
+                raise ValueError(f"distill: the {args.task} task has no distillation yet (classify and segment have)")
+            config = args.config or str(Path(args.teacher).resolve().parent / "config.yaml")
+            model = _from_config(args.task, config, [f"distill.teacher={args.teacher}", *args.overrides])
+            given = {o.split("=", 1)[0] for o in args.overrides}
+            model.config.train.name = model.config.train.name if "train.name" in given else ""
+            model.config.train.resume = ""
+        else:
+            overrides = list(args.overrides) + ([f"train.resume={args.resume}"] if args.resume else [])
+            model = _from_config(args.task, args.config, overrides)
+        if getattr(args, "dry_run", False):
             print(model.plan())
             return 0
         history = model.fit()

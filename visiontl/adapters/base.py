@@ -21,9 +21,10 @@ from ..data.images import report_unreadable
 from ..export import ExportGraph
 from ..engine import (Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint,
                       seeded)
+from ..engine.distill import Teacher
 from ..engine.finetune import choose, normalised
 from ..engine.lr_finder import LRFinderResult, lr_find
-from ..engine.settings import fit_batch_size, resolve_monitor
+from ..engine.settings import check_task_config, fit_batch_size, resolve_monitor
 from ..report import best_vs_last
 
 
@@ -73,19 +74,9 @@ class TaskAdapter:
 
     def check_config(self) -> None:
         """Values no run can use, named by their key, before any data is read: the engine's
-        (``check_settings``) and the data and loss keys every task shares."""
-        c = self.config
-        check_settings(c.train, c.optim)
-        d = c.data
-        if not d.image_size > 0:
-            raise ValueError(f"data.image_size={d.image_size}: must be a positive number of pixels")
-        if d.image_size > 8192:
-            raise ValueError(f"data.image_size={d.image_size}: larger than 8192 pixels; is that meant?")
-        if not 0 <= d.val_fraction < 1:
-            raise ValueError(f"data.val_fraction={d.val_fraction}: must be in [0, 1) (0: no validation split)")
-        smoothing = getattr(getattr(c, "loss", None), "label_smoothing", None)
-        if smoothing is not None and not 0 <= smoothing < 1:
-            raise ValueError(f"loss.label_smoothing={smoothing}: must be in [0, 1)")
+        and the data, loss and distillation keys tasks share (``check_task_config``)."""
+        check_settings(self.config.train, self.config.optim)
+        check_task_config(self.config)
 
     # -- the task contract: everything the engine and the command line call ---------------
     # A task implements the hooks that raise NotImplementedError; the others have defaults.
@@ -176,6 +167,18 @@ class TaskAdapter:
         has it) also ``model.int8.onnx``. Returns the metadata."""
         return export.export_task(self, out_dir, formats=formats, int8=int8)
 
+    # optional: knowledge distillation (engine/distill.py). A task that sets it has a
+    # ``distill`` config section and mixes self.teacher's outputs into its training_step loss.
+    supports_distillation = False
+
+    def distill(self, teacher, data: str | Path | None = None, **fit_options) -> list[dict]:
+        """Train this (smaller) model on ``teacher``'s soft targets and the labels: ``teacher``
+        is a trained adapter of the same task and classes, or its checkpoint. Example:
+        ``Classifier(backbone="mobilenet_v3_small").distill("runs/big/best.pt", "data/")``"""
+        path = Path(teacher.run_dir) / "best.pt" if isinstance(teacher, TaskAdapter) else Path(teacher)
+        self.config.distill = replace(self.config.distill, teacher=str(path))
+        return self.fit(data, **fit_options)
+
     # optional: the frozen-feature cache (visiontl/engine/feature_cache.py). A task that sets
     # supports_feature_cache lets the engine train its head on cached backbone features
     # while the backbone is frozen; it then implements the five hooks below.
@@ -218,6 +221,11 @@ class TaskAdapter:
         self.classes = list(train_set.classes)
         if self.model is None:
             self._build()
+        self.teacher = None
+        if self.supports_distillation and self.config.distill.teacher:  # its outputs in training_step
+            self.teacher = Teacher(self.config.distill.teacher, self.task, self.classes)
+            if self.config.finetune.cache != "off":  # the teacher needs the images, not cached features
+                self.config.finetune = replace(self.config.finetune, cache="off")
 
     def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
         """The one place a model is made: seeded by ``train.seed`` (the caller's random state

@@ -3,7 +3,7 @@ sections in ``engine.config`` need no torch)."""
 from .._lazy import exports
 
 _WHERE = {
-    "FinetuneConfig": ".config", "OptimConfig": ".config", "TrainConfig": ".config",
+    "DistillConfig": ".config", "FinetuneConfig": ".config", "OptimConfig": ".config", "TrainConfig": ".config",
     "load_checkpoint": ".checkpoint", "save_atomic": ".checkpoint", "seed_everything": ".checkpoint",
     "seeded": ".checkpoint", "Finetuner": ".finetune", "get_lr": ".schedules", "check_settings": ".settings",
     "Trainer": ".trainer", "Validation": ".trainer", "evaluate": ".trainer",

@@ -42,6 +42,13 @@ class TrainConfig:
 
 
 @dataclass
+class DistillConfig:
+    teacher: str = ""  # a trained model's best.pt of the same task and classes; "" = no distillation
+    temperature: float = 4.0  # softens both class distributions (Hinton et al.)
+    weight: float = 0.5  # share of the teacher's soft term in the loss; the labels' term gets 1 - weight
+
+
+@dataclass
 class FinetuneConfig:
     strategy: Literal["frozen", "last_n", "full", "two_phase", "gradual", "auto"] = "frozen"  # what trains, when
     last_n: int = -1  # backbone blocks that train (last_n; two_phase after the switch); -1: the top 40 %

@@ -42,6 +42,25 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def check_task_config(c) -> None:
+    """The keys several tasks share: ``data.image_size``, ``data.val_fraction``,
+    ``loss.label_smoothing`` and the ``distill`` section, where the task has them."""
+    from .distill import check_distill
+
+    d = c.data
+    if not d.image_size > 0:
+        raise ValueError(f"data.image_size={d.image_size}: must be a positive number of pixels")
+    if d.image_size > 8192:
+        raise ValueError(f"data.image_size={d.image_size}: larger than 8192 pixels; is that meant?")
+    if not 0 <= d.val_fraction < 1:
+        raise ValueError(f"data.val_fraction={d.val_fraction}: must be in [0, 1) (0: no validation split)")
+    smoothing = getattr(getattr(c, "loss", None), "label_smoothing", None)
+    if smoothing is not None and not 0 <= smoothing < 1:
+        raise ValueError(f"loss.label_smoothing={smoothing}: must be in [0, 1)")
+    if getattr(c, "distill", None) is not None:
+        check_distill(c.distill)
+
+
 def check_settings(train: TrainConfig, optim: OptimConfig) -> None:
     """Values no run can use, named by their key before any data is read."""
     for key, value, low in (("train.epochs", train.epochs, 1), ("train.batch_size", train.batch_size, 1),

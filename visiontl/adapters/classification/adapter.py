@@ -20,7 +20,7 @@ from ...data.image_dataset import ImageDataset, collate
 from ...data.images import expand_inputs, read_image, readable
 from ...data.split import stratified_split
 from ...data.transforms import apply, eval_transform, train_transform
-from ...engine import Validation
+from ...engine import Validation, distill
 from ...export import ExportGraph
 from ..base import TaskAdapter
 from ..predictions import write_predictions
@@ -45,6 +45,7 @@ class Classifier(TaskAdapter):
     task = "classify"
     monitor = ("val/accuracy", "max")
     collate = staticmethod(collate)
+    supports_distillation = True
 
     config_class = ClassifyConfig
 
@@ -122,6 +123,8 @@ class Classifier(TaskAdapter):
         logits = model(images)
         weight = self._class_weights.to(logits.device) if getattr(self, "_class_weights", None) is not None else None
         loss = F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.config.loss.label_smoothing)
+        if self.teacher is not None:  # knowledge distillation: the teacher's soft targets too
+            return {"loss": distill.mix(loss, logits, self.teacher(images), self.config.distill)}
         return {"loss": loss}
 
     def validation_step(self, model, batch) -> dict:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
 from ...data.augment import AugmentConfig
-from ...engine.config import FinetuneConfig, OptimConfig, TrainConfig
+from ...engine.config import DistillConfig, FinetuneConfig, OptimConfig, TrainConfig
 
 
 @dataclass
@@ -43,3 +43,4 @@ class ClassifyConfig:
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="auto"))  # chosen from the data
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)  # train on a teacher's soft targets too

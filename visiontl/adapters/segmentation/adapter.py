@@ -17,7 +17,7 @@ from ...data.seg_transforms import SegmentTrain, upscale_factor
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
                                   split_folder)
 from ...data.split import random_split
-from ...engine import Validation
+from ...engine import Validation, distill
 from ...export import ExportGraph
 from ..base import TaskAdapter
 from ..predictions import write_predictions
@@ -46,6 +46,7 @@ class Segmenter(TaskAdapter):
     task = "segment"
     config_class = SegmentConfig
     monitor = ("val/mIoU", "max")
+    supports_distillation = True
 
     def __init__(self, *, backbone: str = "mobilenet_v2", weights: str = "imagenet", strategy: str = "full",
                  architecture: str = "", classes: Sequence[str] | None = None,
@@ -142,7 +143,11 @@ class Segmenter(TaskAdapter):
     # -- what the engine calls ----------------------------------------------------------
     def training_step(self, model, batch) -> dict:
         images, masks = batch
-        loss, parts = self.criterion(model(images), masks)
+        logits = model(images)
+        loss, parts = self.criterion(logits, masks)
+        if self.teacher is not None:  # knowledge distillation: per-pixel soft targets, void pixels left out
+            valid = masks != self.config.data.ignore_index
+            return {"loss": distill.mix(loss, logits, self.teacher(images), self.config.distill, valid), **parts}
         return {"loss": loss, **parts}
 
     def logits(self, model, images: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
 from ...data.augment import SegmentAugment
-from ...engine.config import FinetuneConfig, OptimConfig, TrainConfig
+from ...engine.config import DistillConfig, FinetuneConfig, OptimConfig, TrainConfig
 
 
 @dataclass
@@ -59,3 +59,4 @@ class SegmentConfig:
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="full"))  # as the Python API
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)  # train on a teacher's soft targets too

@@ -1,0 +1,70 @@
+"""Knowledge distillation: the soft loss is Hinton's; a student trains on a teacher's soft
+targets through the engine (classification from the command line, segmentation from
+Python) and its run is a normal run; a teacher of other classes is refused."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import make_image_folder, make_segmentation_set, tiny_config, tiny_segment_config
+from visiontl.adapters import Classifier, Segmenter, load
+from visiontl.cli import main
+from visiontl.engine import DistillConfig
+from visiontl.engine.distill import mix, soft_loss
+
+
+def test_soft_loss_is_t_squared_kl_and_weight_zero_is_the_task_loss():
+    torch.manual_seed(0)
+    s, t = torch.randn(6, 5), torch.randn(6, 5)
+    want = F.kl_div(F.log_softmax(s / 3, 1), F.softmax(t / 3, 1), reduction="batchmean") * 9
+    assert soft_loss(s, t, 3.0) == pytest.approx(float(want), rel=1e-5)
+    assert soft_loss(t, t, 3.0) == pytest.approx(0.0, abs=1e-6)
+    s4, t4 = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    mask = torch.rand(2, 4, 4) > 0.5
+    per_pixel = (F.softmax(t4, 1) * (F.log_softmax(t4, 1) - F.log_softmax(s4, 1))).sum(1)
+    assert soft_loss(s4, t4, 1.0, mask) == pytest.approx(float(per_pixel[mask].mean()), rel=1e-5)
+    task = torch.tensor(2.5)
+    assert mix(task, s, t, DistillConfig(weight=0.0)) == task
+    assert mix(task, s, t, DistillConfig(weight=1.0, temperature=3.0)) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_a_student_distils_from_the_command_line_and_is_a_normal_run(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", per_class=12)
+    teacher = Classifier(config=tiny_config(data, tmp_path / "runs", train__epochs=4, train__name="teacher",
+                                            model__backbone="resnet18"))
+    teacher.fit()
+    best = tmp_path / "runs" / "teacher" / "best.pt"
+    taught = load(best).predict(data)
+    assert sum(r["labels"][0] == r["path"].split("/")[-2] for r in taught) / len(taught) >= 0.8  # it knows
+    assert main(["distill", "classify", "--teacher", str(best), "model.backbone=resnet18", "train.name=student",
+                 "train.epochs=4", "train.seed=1", "distill.weight=1.0", "distill.temperature=2"]) == 0  # the teacher's soft targets alone
+    run = tmp_path / "runs" / "student"
+    assert "distill:\n  teacher: " in (run / "config.yaml").read_text().replace("'", "")
+    student = load(run / "best.pt")  # a normal run: loads, predicts, exports
+    assert student.config.train.seed == 1 and student.classes == teacher.classes
+    # what distillation optimises fell: the student's distance to the teacher's soft targets
+    images = torch.stack([x for x, _ in student.eval_dataset(str(data))])  # uint8, as the loaders give
+    fresh = Classifier(config=student.config)
+    fresh.classes = student.classes
+    fresh._build(weights="none")  # the student as it started (same seed)
+    with torch.no_grad():
+        target = load(best).model.eval()(images)
+        before = soft_loss(fresh.model.eval()(images), target, 2.0)
+        after = soft_loss(student.model.eval()(images), target, 2.0)
+    assert after < 0.7 * before, (before, after)  # measured 0.335 → 0.157
+    assert len(student.predict(data)) == 36
+    student.export(tmp_path / "exp", formats=["onnx"])
+    other = make_image_folder(tmp_path / "other", per_class=4)
+    (other / "red").rename(other / "crimson")
+    with pytest.raises(ValueError, match="the student is a classify model of classes"):
+        Classifier(config=tiny_config(other, tmp_path / "runs")).distill(best)
+
+
+def test_a_segmentation_student_distils_per_pixel_from_python(tmp_path):
+    data = make_segmentation_set(tmp_path / "seg", n=12)
+    teacher = Segmenter(config=tiny_segment_config(data, tmp_path / "runs", train__epochs=3, train__name="t"))
+    teacher.fit()
+    student = Segmenter(config=tiny_segment_config(data, tmp_path / "runs", train__name="s",
+                                                   model__backbone="resnet18", train__epochs=3))
+    history = student.distill(teacher)
+    assert student.config.distill.teacher.endswith("best.pt") and student.teacher is not None
+    assert history[-1]["train/loss"] < history[0]["train/loss"]
