@@ -50,6 +50,7 @@ class TaskAdapter:
         self.run_dir: Path | None = None
         self._val_set = None
         self.checkpoint: dict | None = None
+        self.teacher = None  # distillation's frozen teacher, set by prepare when distill.teacher is given
 
     @classmethod
     def from_config(cls, config) -> "TaskAdapter":
