@@ -64,7 +64,9 @@ def test_fast_style_model_trains_on_cuda(tmp_path):
     st = Stylizer(style=tmp_path / "style.png", weights="none", backbone="vgg16")
     st.config.model.width, st.config.model.blocks = 8, 2
     st.config.train.batch_size, st.config.train.num_workers, st.config.train.progress = 2, 0, "none"
-    _falls(st.fit(tmp_path / "photos", epochs=8, image_size=48, out_dir=str(tmp_path / "runs")))
+    history = st.fit(tmp_path / "photos", epochs=8, image_size=48, out_dir=str(tmp_path / "runs"))
+    assert next(st.model.parameters()).is_cuda and (st.run_dir / "stylized.png").is_file()
+    _falls(history)
 
 
 def test_bench_cell_on_cuda_reports_gpu_memory(tmp_path):

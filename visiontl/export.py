@@ -189,11 +189,7 @@ def calibration_batches(adapter, train_set, n: int = 128, batch: int = 16) -> li
 def onnx_metrics(adapter, path: Path, data, batch_size: int = 16) -> dict[str, float]:
     """The task's validation metrics of the ONNX model at ``path`` on ``data``: the engine's
     evaluation loop and the task's own steps, as ``val`` scores the PyTorch model."""
-    from .engine import evaluate
-
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=adapter.collate)
-    model = OnnxModel(path, adapter.onnx_outputs)
-    return evaluate(adapter, model, loader, device=torch.device("cpu"), amp="off").metrics
+    return adapter._validate(data, batch_size, model=OnnxModel(path, adapter.onnx_outputs)).metrics
 
 
 def int8_vs_float(adapter, out: Path, meta: dict, keep_tail: bool = False) -> None:

@@ -356,12 +356,14 @@ class TaskAdapter:
             self.write_evaluation(Path(out_dir), data, result.details)
         return result.metrics
 
-    def _validate(self, data, batch_size: int = 32) -> Validation:
-        """One pass of the engine's evaluation loop over the dataset ``data``."""
+    def _validate(self, data, batch_size: int = 32, model: torch.nn.Module | None = None) -> Validation:
+        """One pass of the engine's evaluation loop over the dataset ``data``, with this
+        adapter's model or ``model`` (an exported one: export.OnnxModel, on the CPU)."""
+        model = model if model is not None else self.model
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=self.collate,
                                              num_workers=min(2, self.config.train.num_workers))
-        return evaluate(self, self.model, loader, device=next(self.model.parameters()).device,
-                        amp=self.config.train.amp)
+        device = next(model.parameters(), torch.empty(0)).device  # a model without parameters: the CPU
+        return evaluate(self, model, loader, device=device, amp=self.config.train.amp)
 
     def on_fit_end(self, run_dir: Path, history: list[dict], elapsed: float, final: Validation | None = None) -> None:
         """Plots, numbers and ``summary.txt``. The engine has restored the best epoch's weights

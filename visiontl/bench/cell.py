@@ -20,7 +20,7 @@ import torch
 
 from ..engine.distributed import amp_dtype, select_device
 from . import measure
-from .plan import METRIC, Plan, task_overrides
+from .plan import Plan, metric, task_overrides
 
 
 def weights_record(backbone: str) -> dict:
@@ -66,7 +66,7 @@ def build(task: str, backbone: str, weights: str, overrides: list[str], out: Pat
 def train(task: str, adapter, device: torch.device) -> dict:
     """Fit; the best epoch's metrics (what best.pt holds), the final epoch's, and the engine's
     training images/s (median over the epochs after the first, the warm-up)."""
-    metric = METRIC[task][0]
+    key = metric(task)[0]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
@@ -74,7 +74,7 @@ def train(task: str, adapter, device: torch.device) -> dict:
     seconds = time.perf_counter() - t0
     best, _ = adapter.best_vs_last(history)
     speeds = [h["train/images_per_s"] for h in history]
-    return {"metric": best[f"val/{metric}"], "final": history[-1][f"val/{metric}"], "best_epoch": best["epoch"],
+    return {"metric": best[f"val/{key}"], "final": history[-1][f"val/{key}"], "best_epoch": best["epoch"],
             "metrics": {k[4:]: v for k, v in best.items() if k.startswith("val/")},
             "train_images_per_s": measure.median(speeds[1:] or speeds), "seconds": seconds,
             "history": history, "run_dir": str(adapter.run_dir)}

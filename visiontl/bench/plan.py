@@ -11,9 +11,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 TASKS = ("classify", "detect", "segment", "stylize")
-# the headline metric of each task and whether higher is better
-METRIC = {"classify": ("accuracy", True), "detect": ("mAP50-95", True), "segment": ("mIoU", True),
-          "stylize": ("loss", False)}
+
+
+def metric(task: str) -> tuple[str, bool]:
+    """The task's headline metric (its adapter's ``monitor``, what best.pt keeps) and whether
+    higher is better."""
+    from ..adapters import TASKS
+
+    key, mode = TASKS[task][0].monitor
+    return key.split("/", 1)[1], mode == "max"
 
 # (quick, default) settings per task, as config overrides
 BUDGETS = {

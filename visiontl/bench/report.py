@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import plots
-from .plan import METRIC, TASKS, Plan, data_name, task_overrides
+from .plan import TASKS, Plan, data_name, metric, task_overrides
 
 # per-task table: (key, heading, higher is better, format)
 COLUMNS = [("train_images_per_s", "train img/s", True, "{:.1f}"), ("infer_images_per_s", "infer img/s", True, "{:.1f}"),
@@ -27,10 +27,10 @@ def gain_of(cell: dict) -> float | None:
     """Pretrained minus random init, signed so that positive means the pretrained weights
     helped (style: the random-init model scored by the pretrained loss network)."""
     task = cell["task"]
-    metric, higher = METRIC[task]
+    key, higher = metric(task)
     pre, rnd = metric_of(cell), metric_of(cell, "random")
     if task == "stylize":
-        rnd = ((cell.get("random") or {}).get("judged_by_pretrained") or {}).get(metric)
+        rnd = ((cell.get("random") or {}).get("judged_by_pretrained") or {}).get(key)
     if pre is None or rnd is None:
         return None
     return pre - rnd if higher else rnd - pre
@@ -84,7 +84,7 @@ def markdown(results: dict) -> str:
     for task in plan.tasks:
         keys = [o for o in task_overrides(plan, task, {}) if not o.startswith(("train.device", "train.compile"))]
         lines.append(f"| {task} | {data_name(plan, task)} | `{' '.join(keys)}` |")
-    heads = [f"{t} {METRIC[t][0]}" + (" ↓" if not METRIC[t][1] else "") for t in plan.tasks]
+    heads = [f"{t} {metric(t)[0]}" + (" ↓" if not metric(t)[1] else "") for t in plan.tasks]
     lines += ["", "## Backbone × task", "",
               "Each cell: the pretrained model's metric (its gain over random init) · PyTorch inference images/s "
               "of the pretrained model (of the random-init one where no weights are offline). "
@@ -98,7 +98,7 @@ def markdown(results: dict) -> str:
                 row.append(f"error: {c['error'][:60]}" if c else "not run")
                 continue
             best = _best([metric_of(cells[(t, o)]) for o in plan.backbones  # style: losses of different
-                          if cells.get((t, o), {}).get("status") == "ok"], METRIC[t][1]) if t != "stylize" else None
+                          if cells.get((t, o), {}).get("status") == "ok"], metric(t)[1]) if t != "stylize" else None
             m, g, v = metric_of(c), gain_of(c), value(c, "infer_images_per_s")
             rnd = metric_of(c, "random")
             text = (_fmt(m, "{:.3f}", best) if m is not None else
@@ -107,9 +107,9 @@ def markdown(results: dict) -> str:
             row.append(text + (f" · {v:.0f}/s" if v is not None else ""))
         lines.append(f"| {b} | " + " | ".join(row) + " |")
     for t in plan.tasks:
-        metric, higher = METRIC[t]
+        key, higher = metric(t)
         ok = [cells[(t, b)] for b in plan.backbones if cells.get((t, b), {}).get("status") == "ok"]
-        lines += ["", f"## {t} — {metric} ({'higher' if higher else 'lower'} is better)", ""]
+        lines += ["", f"## {t} — {key} ({'higher' if higher else 'lower'} is better)", ""]
         if t == "stylize":
             lines += ["The backbone is the loss network here: the losses of the fast model on the validation photos "
                       "are in that backbone's feature space (the random-init model is scored by the pretrained "
@@ -130,7 +130,7 @@ def markdown(results: dict) -> str:
             weights = (f"{w['source']}" + (f" (sha256 {w['sha256'][:12]}…)" if w.get("sha256") else "")
                        if w["available"] else f"unavailable offline — {w['why'][:80]}")
             rnd = metric_of(c, "random")
-            judged = ((c.get("random") or {}).get("judged_by_pretrained") or {}).get(metric)
+            judged = ((c.get("random") or {}).get("judged_by_pretrained") or {}).get(key)
             rnd_text = _fmt(rnd, "{:.3f}", None) + (f" (judged {judged:.3f})" if judged is not None else "")
             lines.append(f"| {b} | {weights} | {_fmt(metric_of(c), '{:.3f}', best_metric)} | {rnd_text} | "
                          f"{_fmt(gain_of(c), '{:+.3f}', best_gain)} | "
@@ -156,7 +156,7 @@ def plot_tradeoff(results: dict, path: Path) -> Path:
     tasks, colours = list(plan.tasks), {b: f"C{i % 10}" for i, b in enumerate(plan.backbones)}
     fig, axes = plots.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        metric, higher = METRIC[task]
+        key, higher = metric(task)
         pts = [(value(c, "infer_images_per_s"), metric_of(c), c["backbone"]) for c in results["cells"]
                if c["task"] == task and c.get("status") == "ok" and metric_of(c) is not None]
         for x, y, name in pts:
@@ -181,7 +181,7 @@ def plot_tradeoff(results: dict, path: Path) -> Path:
             ax.set_xlim(0.8 * min(xs), 1.2 * max(xs))
         title = task + ("\n(losses in each backbone's own space)" if task == "stylize" else "")
         ax.set(xlabel="inference images/s (PyTorch" + (", log scale)" if wide else ")"),
-               ylabel=metric + ("" if higher else " (lower is better)"), title=title)
+               ylabel=key + ("" if higher else " (lower is better)"), title=title)
         ax.grid(alpha=0.3)
     return plots.save(fig, path)
 
@@ -199,7 +199,7 @@ def plot_gain(results: dict, path: Path) -> Path:
     for i in range(len(plan.backbones)):
         for j in range(len(plan.tasks)):
             ax.text(j, i, "–" if np.isnan(gains[i, j]) else f"{gains[i, j]:+.3f}", ha="center", va="center", fontsize=9)
-    ax.set_xticks(range(len(plan.tasks)), [f"{t}\n{METRIC[t][0]}" for t in plan.tasks])
+    ax.set_xticks(range(len(plan.tasks)), [f"{t}\n{metric(t)[0]}" for t in plan.tasks])
     ax.set_yticks(range(len(plan.backbones)), [plots.short(b) for b in plan.backbones])
     ax.set_title("transfer gain: pretrained − random init (green: pretrained better)")
     return plots.save(fig, path)

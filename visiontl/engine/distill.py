@@ -59,7 +59,6 @@ class Teacher:
             raise ValueError(f"distill.teacher={checkpoint}: a {adapter.task} model of classes {adapter.classes}; "
                              f"the student is a {task} model of classes {list(classes)}")
         self.model = adapter.model.eval().requires_grad_(False)
-        self.name = adapter.describe_model()
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
