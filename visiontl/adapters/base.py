@@ -19,16 +19,18 @@ from ..backbones import Preprocessing, check_backbone_name, create_backbone, set
 from ..config import from_dict, to_dict
 from ..data.images import report_unreadable
 from ..export import ExportGraph
+from .compress import Compression
 from ..engine import (Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint,
                       seeded)
+from ..engine import prune
 from ..engine.distill import Teacher
 from ..engine.finetune import choose, normalised
 from ..engine.lr_finder import LRFinderResult, lr_find
 from ..engine.settings import check_task_config, fit_batch_size, resolve_monitor
-from ..report import best_vs_last
+from ..report import best_vs_last, write_summary
 
 
-class TaskAdapter:
+class TaskAdapter(Compression):
     task = ""
     config_class: type = object
     monitor: tuple[str, str] = ("val/loss", "min")
@@ -51,6 +53,7 @@ class TaskAdapter:
         self._val_set = None
         self.checkpoint: dict | None = None
         self.teacher = None  # distillation's frozen teacher, set by prepare when distill.teacher is given
+        self.pruned: dict | None = None  # a pruned model's record (engine/prune.py), kept in its checkpoints
 
     @classmethod
     def from_config(cls, config) -> "TaskAdapter":
@@ -66,9 +69,12 @@ class TaskAdapter:
         obj = cls(config=from_dict(cls.config_class, meta["config"]))
         obj.classes = list(meta["classes"])
         obj.checkpoint = {**meta, "file": str(checkpoint)}  # what _build may need besides the config
+        obj.pruned = meta.get("pruned")
         preprocessing = Preprocessing(**meta["preprocessing"]) if meta.get("preprocessing") else None
         obj._build(weights="none", preprocessing=preprocessing)
         obj.model.load_state_dict(ckpt["model"])
+        if getattr(obj.model, "backbone", None) is not None and meta.get("weights_source"):
+            obj.model.backbone.weights_source = meta["weights_source"]  # where its training started
         obj.model.eval()
         obj.run_dir = Path(checkpoint).resolve().parent
         return obj
@@ -133,11 +139,10 @@ class TaskAdapter:
     def _prediction_setup(self, out_dir: str | Path | None) -> tuple[torch.device, Path | None]:
         """The start every ``predict`` shares: the model in eval mode, its device, and the
         output folder (created) when there is one."""
-        self.model.eval()
         out = Path(out_dir) if out_dir is not None else None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-        return next(self.model.parameters()).device, out
+        return next(self.model.eval().parameters()).device, out
 
     def predict_to(self, inputs, *, out_dir: str | Path | None = None, **options) -> list[dict]:
         """``visiontl predict``: predict, print a line per input, and with ``out_dir`` write the
@@ -168,17 +173,8 @@ class TaskAdapter:
         has it) also ``model.int8.onnx``. Returns the metadata."""
         return export.export_task(self, out_dir, formats=formats, int8=int8)
 
-    # optional: knowledge distillation (engine/distill.py). A task that sets it has a
-    # ``distill`` config section and mixes self.teacher's outputs into its training_step loss.
-    supports_distillation = False
-
-    def distill(self, teacher, data: str | Path | None = None, **fit_options) -> list[dict]:
-        """Train this (smaller) model on ``teacher``'s soft targets and the labels: ``teacher``
-        is a trained adapter of the same task and classes, or its checkpoint. Example:
-        ``Classifier(backbone="mobilenet_v3_small").distill("runs/big/best.pt", "data/")``"""
-        path = Path(teacher.run_dir) / "best.pt" if isinstance(teacher, TaskAdapter) else Path(teacher)
-        self.config.distill = replace(self.config.distill, teacher=str(path))
-        return self.fit(data, **fit_options)
+    # optional: distillation and pruning, declared in compress.Compression (supports_distillation,
+    # supports_pruning and their hooks)
 
     # optional: the frozen-feature cache (visiontl/engine/feature_cache.py). A task that sets
     # supports_feature_cache lets the engine train its head on cached backbone features
@@ -221,12 +217,15 @@ class TaskAdapter:
                              f"{self.classes}")
         self.classes = list(train_set.classes)
         if self.model is None:
+            if self.config.train.resume and self.pruned is None:  # resuming a pruned run: its shapes
+                self.pruned = load_checkpoint(self.config.train.resume).get("meta", {}).get("pruned")
             self._build()
         self.teacher = None
         if self.supports_distillation and self.config.distill.teacher:  # its outputs in training_step
             self.teacher = Teacher(self.config.distill.teacher, self.task, self.classes)
-            if self.config.finetune.cache != "off":  # the teacher needs the images, not cached features
-                self.config.finetune = replace(self.config.finetune, cache="off")
+        if (self.teacher or self.pruned) and self.config.finetune.cache != "off":
+            # the teacher needs the images; a pruned backbone's features are not the cached ones
+            self.config.finetune = replace(self.config.finetune, cache="off")
 
     def _build(self, weights: str | None = None, preprocessing: Preprocessing | None = None) -> None:
         """The one place a model is made: seeded by ``train.seed`` (the caller's random state
@@ -240,6 +239,9 @@ class TaskAdapter:
                 if preprocessing is not None:
                     backbone.preprocess.set(preprocessing)
             self.model = self.make_model(backbone)
+        if self.pruned:
+            prune.reshape(self.model, self.pruned["structure"])
+            prune.refresh_feature_info(self.model)
         if self.config.finetune.strategy != "auto":
             Finetuner(self.config.finetune, self.model).apply(0)
 
@@ -343,7 +345,8 @@ class TaskAdapter:
         return header + "\n" + finetuner.table(t.epochs, 1.0 if lr == "auto" else lr, steps_per_epoch=steps)
 
     def describe_model(self) -> str:
-        return f"{self.config.model.backbone} ({self.model.backbone.weights_source})"
+        pruned = f", pruned to {self.pruned['macs'][1] / self.pruned['macs'][0]:.0%} of its MACs" if self.pruned else ""
+        return f"{self.config.model.backbone} ({self.model.backbone.weights_source}{pruned})"
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, data, *, out_dir: str | Path | None = None, batch_size: int = 32) -> dict[str, float]:
@@ -377,9 +380,7 @@ class TaskAdapter:
             self.write_evaluation(run_dir, self._val_set, final.details)
             lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in final.metrics.items()))
             lines.append(self.best_vs_last(history)[1])
-        written = {p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
-        lines.append(f"files: {' '.join(sorted(written | {'summary.txt'}))}")  # what is there, not a kept list
-        (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
+        write_summary(run_dir, lines)
 
     def best_vs_last(self, history: list[dict]) -> tuple[dict, str]:
         """Which epoch ``best.pt`` holds, with a warning when the last epoch is far below it."""
@@ -396,4 +397,4 @@ class TaskAdapter:
         return {"task": self.task, "config": to_dict(self.config), "classes": self.classes,
                 "backbone": self.config.model.backbone,
                 "preprocessing": preprocessing.to_dict() if preprocessing is not None else None,
-                "weights_source": getattr(backbone, "weights_source", None)}
+                "weights_source": getattr(backbone, "weights_source", None), "pruned": self.pruned}

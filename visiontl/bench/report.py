@@ -157,19 +157,9 @@ def plot_tradeoff(results: dict, path: Path) -> Path:
     fig, axes = plots.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         key, higher = metric(task)
-        pts = [(value(c, "infer_images_per_s"), metric_of(c), c["backbone"]) for c in results["cells"]
-               if c["task"] == task and c.get("status") == "ok" and metric_of(c) is not None]
-        for x, y, name in pts:
-            ax.scatter(x, y, s=40, color=colours[name])
-            ax.annotate(plots.short(name, 18), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        front, best_y = [], None  # faster first; kept when better than everything faster
-        for x, y, _ in sorted(pts, key=lambda p: -p[0]):
-            if best_y is None or (y > best_y if higher else y < best_y):
-                front.append((x, y))
-                best_y = y
-        if len(front) > 1 and task != "stylize":
-            ax.plot(*zip(*sorted(front)), color="gray", ls="--", lw=1, label="Pareto front")
-            ax.legend(fontsize=7)
+        pts = [(value(c, "infer_images_per_s"), metric_of(c), c["backbone"], colours[c["backbone"]])
+               for c in results["cells"] if c["task"] == task and c.get("status") == "ok" and metric_of(c) is not None]
+        plots.pareto(ax, pts, higher_y=higher, higher_x=True, front=task != "stylize")  # stylize: other spaces
         xs = [p[0] for p in pts]
         wide = bool(xs) and max(xs) > 5 * min(xs)
         if wide:  # speeds an order of magnitude apart

@@ -46,6 +46,10 @@ class Classifier(TaskAdapter):
     monitor = ("val/accuracy", "max")
     collate = staticmethod(collate)
     supports_distillation = True
+    supports_pruning = True
+
+    def prune_fixed(self, model: ClassificationModel) -> list[torch.nn.Module]:
+        return [model.head.layers[-1]]  # the class scores
 
     config_class = ClassifyConfig
 

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import torch
 from . import _ultralytics  # noqa: F401,I001  (before ultralytics: offline, its patches undone)
+from ultralytics.nn.modules.head import Detect
 from ultralytics.utils.nms import non_max_suppression
 
 from ... import plots
@@ -256,6 +257,12 @@ class Detector(TaskAdapter):
                           "conf": e.predict_conf, "iou": e.iou, "max_det": e.max_det}})
 
     supports_int8 = True
+    supports_pruning = True
+
+    def prune_fixed(self, model) -> list[torch.nn.Module]:
+        # the box distributions, the class scores and the fixed DFL decoding of the Detect head
+        head = next(m for m in model.modules() if isinstance(m, Detect))
+        return [head.dfl, *(branch[-1] for branch in (*head.cv2, *head.cv3))]
 
     def sample_paths(self, data: DetectionDataset) -> list[Path]:
         return [s.path for s in data.samples]

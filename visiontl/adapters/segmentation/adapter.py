@@ -47,6 +47,10 @@ class Segmenter(TaskAdapter):
     config_class = SegmentConfig
     monitor = ("val/mIoU", "max")
     supports_distillation = True
+    supports_pruning = True
+
+    def prune_fixed(self, model) -> list[torch.nn.Module]:
+        return [model.head]  # the per-pixel class scores
 
     def __init__(self, *, backbone: str = "mobilenet_v2", weights: str = "imagenet", strategy: str = "full",
                  architecture: str = "", classes: Sequence[str] | None = None,
