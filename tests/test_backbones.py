@@ -108,3 +108,21 @@ def test_registering_a_backbone_is_one_call_and_everything_knows_it(monkeypatch)
     assert clf.model(torch.rand(2, 3, 32, 32)).shape == (2, 2)
     with pytest.raises(KeyError, match="unknown backbone prefix 'nope'; valid names: timm"):
         create_backbone("nope:thing")
+
+
+def test_random_init_batchnorm_follows_the_data_at_pytorchs_momentum(tmp_path):
+    # torchvision builds MobileNetV3 with momentum 0.01; from random init on a few hundred steps its
+    # running statistics stay the init's (Fashion-MNIST: validation at chance, RESULTS.md)
+    bb = create_backbone("mobilenet_v3_small", weights="none")
+    norms = [m for m in bb.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.1 for m in norms)
+    bb.train()
+    x = torch.rand(8, 3, 64, 64) * 0.2 + 0.7  # data far from the init's statistics (mean 0, var 1)
+    for _ in range(30):
+        with torch.no_grad():
+            bb(x)
+    first = norms[0]
+    with torch.no_grad():
+        stem = bb.stages[0][0][0](bb.preprocess(x))  # what the first BatchNorm sees
+    want = stem.mean((0, 2, 3))
+    assert torch.allclose(first.running_mean, want, atol=0.05 * want.abs().max().item())  # 0.01: 26 % of the way
