@@ -5,11 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import make_image_folder, make_segmentation_set, tiny_config, tiny_segment_config
-from visiontl.adapters import Classifier, Segmenter, load
+from conftest import (make_detection_set, make_image_folder, make_segmentation_set, tiny_config, tiny_detect_config,
+                      tiny_segment_config)
+from visiontl.adapters import Classifier, Detector, Segmenter, load
 from visiontl.cli import main
 from visiontl.engine import DistillConfig
-from visiontl.engine.distill import mix, soft_loss
+from visiontl.engine.distill import mix, soft_loss, soft_scores
 
 
 def test_soft_loss_is_t_squared_kl_and_weight_zero_is_the_task_loss():
@@ -68,3 +69,46 @@ def test_a_segmentation_student_distils_per_pixel_from_python(tmp_path):
     history = student.distill(teacher)
     assert student.config.distill.teacher.endswith("best.pt") and student.teacher is not None
     assert history[-1]["train/loss"] < history[0]["train/loss"]
+
+
+def test_sigmoid_soft_scores_are_a_bernoulli_kl():
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 3, 50), torch.randn(2, 3, 50)
+    assert soft_scores(t, t, 2.0) == pytest.approx(0.0, abs=1e-5)
+    p, q = torch.sigmoid(s / 2), torch.sigmoid(t / 2)
+    kl = (q * (q / p).log() + (1 - q) * ((1 - q) / (1 - p)).log()).sum()
+    assert soft_scores(s, t, 2.0) == pytest.approx(float(kl * 4 / torch.sigmoid(t).sum()), rel=1e-4)
+
+
+def test_a_detector_distils_its_class_scores_through_its_training_step(tmp_path):
+    data = make_detection_set(tmp_path / "det", n_train=8, n_val=4)
+    teacher = Detector(config=tiny_detect_config(data, tmp_path / "runs"))
+    teacher.classes = ["square", "bar"]
+    teacher._build(weights="none")
+    with torch.no_grad():  # a teacher whose class scores differ clearly from the fresh student's
+        for branch in teacher.model.head.cv3:
+            branch[-1].bias.add_(torch.linspace(-2.0, 4.0, branch[-1].bias.numel()))
+    torch.save({"model": teacher.model.state_dict(), "meta": teacher.checkpoint_meta()}, tmp_path / "t.pt")
+    student = Detector(config=tiny_detect_config(data, tmp_path / "runs", train__name="s", distill__weight=1.0,
+                                                 distill__temperature=2.0, distill__teacher=str(tmp_path / "t.pt"),
+                                                 train__seed=1))
+    train_set, _ = student.datasets()
+    student.prepare(train_set)
+    batch = student.collate([train_set[i] for i in range(4)])
+    model = student.model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def distance() -> float:
+        with torch.no_grad():
+            return float(soft_scores(model.eval()(batch["img"])[1]["scores"], student.teacher(batch["img"])[1]["scores"],
+                                     2.0))
+
+    before = distance()
+    for _ in range(20):
+        model.train()
+        optimizer.zero_grad()
+        student.training_step(model, batch)["loss"].backward()
+        optimizer.step()
+    assert distance() < 0.5 * before, (before, distance())  # the class scores went to the teacher's
+    history = student.fit(epochs=1)  # a normal run: checkpoints that load and predict
+    assert history and load(tmp_path / "runs" / "s" / "best.pt").config.distill.weight == 1.0

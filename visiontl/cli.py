@@ -41,8 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dry-run", action="store_true",
                    help="print the fine-tuning plan (groups, trainable, BN mode, LR, size) and stop")
     di = sub.add_parser("distill", help="train a (smaller) model on a trained one's soft targets and the labels "
-                                        "(classify, segment)")
-    di.add_argument("task", help="classify | segment")
+                                        "(classify, detect, segment)")
+    di.add_argument("task", help="classify | detect | segment")
     di.add_argument("--teacher", required=True, help="the trained model's best.pt")
     di.add_argument("-c", "--config", help="YAML config (default: the teacher's config.yaml: its data and recipe)")
     di.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.backbone=mobilenet_v3_small "
@@ -328,7 +328,7 @@ def _run(args) -> int:
             from .adapters import TASKS
 
             if args.task in TASKS and not TASKS[args.task][0].supports_distillation:
-                raise ValueError(f"distill: the {args.task} task has no distillation yet (classify and segment have)")
+                raise ValueError(f"distill: the {args.task} task has no distillation yet (classify, detect and segment have)")
             config = args.config or str(Path(args.teacher).resolve().parent / "config.yaml")
             model = _from_config(args.task, config, [f"distill.teacher={args.teacher}", *args.overrides])
             given = {o.split("=", 1)[0] for o in args.overrides}

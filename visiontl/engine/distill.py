@@ -40,6 +40,21 @@ def soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
     return kl.mean() * t * t if kl.numel() else student.sum() * 0.0
 
 
+def soft_scores(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """For independent sigmoid class scores (a YOLO-style detector's): T² · the Bernoulli
+    KL(teacher ‖ student) of every score at ``temperature``, summed and divided by the sum of
+    the teacher's scores, as the detector's own class term is divided by its targets'.
+
+    Shape: logits (N, C, A), A anchors.
+    """
+    t = temperature
+    s, q_logits = student.float() / t, teacher.float() / t
+    q = torch.sigmoid(q_logits)
+    kl = F.binary_cross_entropy_with_logits(s, q, reduction="sum") - \
+        F.binary_cross_entropy_with_logits(q_logits, q, reduction="sum")  # cross-entropy − entropy
+    return kl * t * t / torch.sigmoid(teacher.float()).sum().clamp(min=1.0)
+
+
 def mix(task_loss: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor, cfg: DistillConfig,
         mask: torch.Tensor | None = None) -> torch.Tensor:
     """The student's loss: the task's, and the soft term at weight ``cfg.weight``."""

@@ -16,7 +16,7 @@ from ...data.detection import (DetectionDataset, coco_samples, collate, print_re
                                yolo_samples)
 from ...data.images import DataError, expand_inputs, output_stems, readable
 from ...data.split import random_split
-from ...engine import Validation
+from ...engine import Validation, distill
 from ...export import ExportGraph
 from ..base import TaskAdapter
 from ..predictions import write_predictions
@@ -130,8 +130,17 @@ class Detector(TaskAdapter):
 
     # -- what the engine calls ----------------------------------------------------------
     def training_step(self, model, batch) -> dict:
-        loss, parts = self.criterion(model(batch["img"]), batch)
-        return {"loss": loss, **parts}
+        raw = model(batch["img"])
+        loss, parts = self.criterion(raw, batch)
+        if self.teacher is not None:  # distillation of the class scores of every anchor; boxes from the labels
+            taught = self.teacher(batch["img"])[1]["scores"]
+            if taught.shape != raw["scores"].shape:
+                raise ValueError(f"distill.teacher={self.config.distill.teacher}: its anchors/classes "
+                                 f"{tuple(taught.shape[1:])} differ from the student's {tuple(raw['scores'].shape[1:])} "
+                                 "(another head or other strides)")
+            soft = self.config.loss.cls * distill.soft_scores(raw["scores"], taught, self.config.distill.temperature)
+            loss = loss + self.config.distill.weight * (soft - parts["cls"])  # the class term, mixed
+        return {"loss": loss, **{k: v.detach() for k, v in parts.items()}}
 
     def validation_step(self, model, batch) -> dict:
         decoded, raw = model(batch["img"])
@@ -258,6 +267,7 @@ class Detector(TaskAdapter):
 
     supports_int8 = True
     supports_pruning = True
+    supports_distillation = True
 
     def prune_fixed(self, model) -> list[torch.nn.Module]:
         # the box distributions, the class scores and the fixed DFL decoding of the Detect head

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ...data.augment import DetectAugment
-from ...engine.config import FinetuneConfig, OptimConfig, TrainConfig
+from ...engine.config import DistillConfig, FinetuneConfig, OptimConfig, TrainConfig
 
 
 @dataclass
@@ -54,3 +54,4 @@ class DetectConfig:
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="full"))  # as the Python API
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)  # a teacher's class scores too (boxes: labels)

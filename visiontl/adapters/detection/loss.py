@@ -46,4 +46,4 @@ class DetectionLoss:
         parts, _ = self._criterion.loss(raw, batch)
         n = raw["scores"].shape[0]
         parts = parts / n
-        return parts.sum(), dict(zip(("box", "cls", "dfl"), parts.detach()))
+        return parts.sum(), dict(zip(("box", "cls", "dfl"), parts))  # the parts keep their gradients
