@@ -191,6 +191,12 @@ def test_fast_model_trains_through_the_engine_predicts_any_size_reloads_and_expo
     x = torch.rand(1, 3, 40, 56)  # another size than the export example
     got = ort.InferenceSession(str(tmp_path / "export" / "model.onnx")).run(None, {"images": x.numpy()})[0]
     assert np.abs(got - loaded.model(x).detach().numpy()).max() < 1e-3
+    q = loaded.export(tmp_path / "int8", formats=("onnx",), int8=True)  # judged by the loss network and by eye
+    scored = q["int8_vs_float"]
+    assert scored["metric"] == "loss" and scored["int8_mb"] < 0.7 * scored["float_mb"]  # 0.29 → 0.16 MB (a tiny net)
+    assert scored["int8"]["loss"] < 1.5 * scored["float"]["loss"], scored
+    grid = np.asarray(Image.open(tmp_path / "int8" / q["files"]["int8_grid"]["path"]))
+    assert grid.shape[0] > 100 and grid.std() > 10  # photos and results drawn
 
 
 def test_fast_model_input_errors(tmp_path):

@@ -12,7 +12,7 @@ from typing import Sequence
 import albumentations as A
 import torch
 
-from ... import plots
+from ... import export, plots
 from ...backbones import create_backbone
 from ...data.image_dataset import ImageDataset, collate
 from ...data.images import DataError, expand_inputs, list_images, output_stems, read_image, readable
@@ -191,6 +191,33 @@ class Stylizer(TaskAdapter):
     def describe_prediction(self, result: dict) -> str:
         h, w = result["image"].shape[:2]
         return f"{w}×{h} stylised in {result['seconds']:.2f} s"
+
+    supports_int8 = True  # judged by the loss network (content and style losses) and by eye: int8_grid.png
+
+    def sample_paths(self, data: ImageDataset) -> list[Path]:
+        return [Path(p) for p, _ in data.samples]
+
+    def export(self, out_dir: str | Path, *, formats=("onnx", "torchscript"), int8: bool = False) -> dict:
+        """As every task's, and with ``int8`` also ``int8_grid.png``: photos, the float model's
+        and the int8 model's results side by side, to see whether int8 keeps the look."""
+        meta = super().export(out_dir, formats=formats, int8=int8)
+        if int8:
+            path = self._int8_grid(Path(out_dir))
+            meta["files"]["int8_grid"] = {"path": path.name, "bytes": path.stat().st_size}
+            export.write_meta(Path(out_dir) / "model.json", meta)
+        return meta
+
+    def _int8_grid(self, out: Path, n: int = 3) -> Path:
+        train_set, val_set = self.datasets()
+        data = val_set if val_set is not None else train_set
+        models = {kind: export.OnnxModel(out / f, self.onnx_outputs)
+                  for kind, f in (("float", "model.onnx"), ("int8", "model.int8.onnx"))}
+        images, titles = [], []
+        for path in sorted(dict.fromkeys(self.sample_paths(data)))[:n]:
+            x = load_rgb(read_image(path), 2 * self.config.data.image_size)
+            images += [read_image(path), *(to_uint8(m(x)) for m in models.values())]
+            titles += [path.name, "float ONNX", "int8 ONNX"]
+        return plots.image_grid(images, titles, out / "int8_grid.png", cols=3, title=self.describe_model())
 
     def export_graph(self, net: torch.nn.Module) -> ExportGraph:
         size = self.config.data.image_size
