@@ -79,14 +79,18 @@ def reshape(model: nn.Module, changed: dict) -> nn.Module:
 
 def prune_channels(model: nn.Module, example: torch.Tensor, fixed: list[nn.Module], *,
                    speedup: float | None = None, keep_params: float | None = None,
-                   max_ratio: float = 0.9) -> PruneResult:
+                   max_ratio: float = 0.9, min_channels: int = 32) -> PruneResult:
     """Remove channels from ``model`` (in place) until its MACs at ``example`` fall by
     ``speedup`` or its parameters to the fraction ``keep_params``. ``fixed``: the layers
     whose output channels the task fixes (class scores, box coordinates).
 
     One shot at one ratio for every prunable layer (what is left rounded down to a multiple
     of 8: ONNX Runtime's CPU convolutions run 2–3× slower on other channel counts, measured
-    on mobilenet_v2), the smallest ratio that meets the target, found by bisection."""
+    on mobilenet_v2), the smallest ratio that meets the target, found by bisection.
+    Convolutions of at most ``min_channels`` outputs keep them all: rounded down, a 16-channel
+    layer loses half, and a U-Net's thin full-resolution layers so cut left it predicting
+    background only (nuclei: mIoU 0.39 right after pruning; 0.89 with them kept, 0.926
+    after fine-tuning against the unpruned 0.928)."""
     import copy
 
     try:
@@ -113,8 +117,9 @@ def prune_channels(model: nn.Module, example: torch.Tensor, fixed: list[nn.Modul
     def enough(macs: float, params: float) -> bool:
         return macs <= macs0 / speedup if speedup else params <= params0 * keep_params
 
+    thin = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels <= min_channels]
     names = {id(m): n for n, m in model.named_modules()}
-    fixed_names = [names[id(m)] for m in fixed]
+    fixed_names = list(dict.fromkeys(names[id(m)] for m in [*fixed, *thin]))
     if not enough(*pruned(copy.deepcopy(model), max_ratio)):
         raise ValueError(f"pruning {max_ratio:.0%} of every layer's channels does not reach the target: ask for less")
     low, high = 0.0, max_ratio  # high always meets the target
