@@ -240,7 +240,7 @@ def _fit(model) -> int:
 def _prune(args) -> int:
     """``visiontl prune``: the trained model pruned, then fine-tuned with the run's recipe and
     learning rate (every group training, ``finetune.strategy=full``) as a new run beside it.
-    A quarter of the LR was measured too: 0.768 vs 0.810 on textures, 0.830 vs 0.816 on
+    A quarter of the LR was measured too: 0.768 vs 0.810 on textures, 0.816 vs 0.812 on
     Fashion-MNIST (RESULTS.md)."""
     from .config import apply_overrides, from_dict, to_dict
 

@@ -217,7 +217,8 @@ class Stylizer(TaskAdapter):
             x = load_rgb(read_image(path), 2 * self.config.data.image_size)
             images += [read_image(path), *(to_uint8(m(x)) for m in models.values())]
             titles += [path.name, "float ONNX", "int8 ONNX"]
-        return plots.image_grid(images, titles, out / "int8_grid.png", cols=3, title=self.describe_model())
+        return plots.image_grid(images, titles, out / "int8_grid.png", cols=3,
+                                title="fast style model: float vs int8 ONNX")
 
     def export_graph(self, net: torch.nn.Module) -> ExportGraph:
         size = self.config.data.image_size
