@@ -94,7 +94,8 @@ def test_a_detector_distils_its_class_scores_through_its_training_step(tmp_path)
                                                  train__seed=1))
     train_set, _ = student.datasets()
     student.prepare(train_set)
-    batch = student.collate([train_set[i] for i in range(4)])
+    plain = student.eval_dataset(str(data))  # no random augmentation: the same batch in any test order
+    batch = student.collate([plain[i] for i in range(4)])
     model = student.model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 
@@ -110,5 +111,6 @@ def test_a_detector_distils_its_class_scores_through_its_training_step(tmp_path)
         student.training_step(model, batch)["loss"].backward()
         optimizer.step()
     assert distance() < 0.5 * before, (before, distance())  # the class scores went to the teacher's
+    # (measured 16.1 → 1.5; with distill.weight=0 it grows: 16.1 → 22.6)
     history = student.fit(epochs=1)  # a normal run: checkpoints that load and predict
     assert history and load(tmp_path / "runs" / "s" / "best.pt").config.distill.weight == 1.0
