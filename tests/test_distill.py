@@ -96,8 +96,16 @@ def test_a_detector_distils_its_class_scores_through_its_training_step(tmp_path)
     student.prepare(train_set)
     plain = student.eval_dataset(str(data))  # no random augmentation: the same batch in any test order
     batch = student.collate([plain[i] for i in range(4)])
-    model = student.model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model = student.model
+    # the class-score convolutions only, BatchNorm statistics fixed: what the distillation term
+    # reaches, on a smooth problem (the whole network at this LR diverged in some test orders)
+    optimizer = torch.optim.Adam([p for branch in model.head.cv3 for p in branch.parameters()], lr=1e-2)
+
+    def train_mode() -> None:
+        model.train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
     def distance() -> float:
         with torch.no_grad():
@@ -106,11 +114,11 @@ def test_a_detector_distils_its_class_scores_through_its_training_step(tmp_path)
 
     before = distance()
     for _ in range(20):
-        model.train()
+        train_mode()
         optimizer.zero_grad()
         student.training_step(model, batch)["loss"].backward()
         optimizer.step()
     assert distance() < 0.5 * before, (before, distance())  # the class scores went to the teacher's
-    # (measured 16.1 → 1.5; with distill.weight=0 it grows: 16.1 → 22.6)
+    # (measured 16.1 → 1.1; with distill.weight=0 it grows: 16.1 → 128)
     history = student.fit(epochs=1)  # a normal run: checkpoints that load and predict
     assert history and load(tmp_path / "runs" / "s" / "best.pt").config.distill.weight == 1.0
