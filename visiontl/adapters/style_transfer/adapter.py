@@ -223,4 +223,5 @@ class Stylizer(TaskAdapter):
     def export_graph(self, net: torch.nn.Module) -> ExportGraph:
         size = self.config.data.image_size
         return ExportGraph(net, {"stylized": "(batch, 3, height, width), RGB in [0, 1]"},
-                           example=torch.rand(1, 3, size, size), meta={"style": self.config.data.style})
+                           # batch 2: a batch of 1 would be fixed into the graph by older exporters (torch 2.6)
+                           example=torch.rand(2, 3, size, size), meta={"style": self.config.data.style})
