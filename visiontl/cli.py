@@ -238,29 +238,11 @@ def _fit(model) -> int:
 
 
 def _prune(args) -> int:
-    """``visiontl prune``: the trained model pruned, then fine-tuned with the run's recipe and
-    learning rate (every group training, ``finetune.strategy=full``) as a new run beside it.
-    A quarter of the LR was measured too: 0.768 vs 0.810 on textures, 0.816 vs 0.812 on
-    Fashion-MNIST (RESULTS.md)."""
-    from .config import apply_overrides, from_dict, to_dict
+    """``visiontl prune``: the pruned model, fine-tuned as a new run (compress.prune_run)."""
+    from .adapters.compress import prune_run
 
-    model = _load(args.checkpoint)
-    run = Path(args.checkpoint).resolve().parent
-    defaults = [f"train.name={run.name}-pruned", f"train.out_dir={run.parent}", "finetune.strategy=full",
-                f"train.epochs={args.epochs}", "train.resume="]
-    model.config = from_dict(type(model.config), apply_overrides(to_dict(model.config),
-                                                                  [*defaults, *args.overrides]))
-    _, val_set = model.datasets()
-    key = model.monitor[0].split("/", 1)[1]
-
-    def scored() -> str:  # the pruned model's drop, before fine-tuning recovers it
-        return f"{key} {model._validate(val_set).metrics[key]:.4f}" if val_set is not None else "no validation data"
-
-    before = (model.describe_model(), scored())
-    print(model.prune(speedup=args.speedup, keep_params=args.keep_params).describe(), file=sys.stderr)
-    print(f"validation before pruning ({before[0]}): {before[1]}\n"
-          f"after pruning, before fine-tuning ({model.describe_model()}): {scored()}", file=sys.stderr)
-    return _fit(model)
+    return _fit(prune_run(args.checkpoint, speedup=args.speedup, keep_params=args.keep_params, epochs=args.epochs,
+                          overrides=args.overrides))
 
 
 def _short_path(path) -> str:

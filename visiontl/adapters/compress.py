@@ -7,6 +7,7 @@ A task turns one on with its flag and the hook that goes with it; the machinery 
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,3 +58,31 @@ class Compression:
         self.pruned = {"structure": {**before["structure"], **result.structure},
                        "macs": (before["macs"][0], result.macs[1]), "params": (before["params"][0], result.params[1])}
         return result
+
+
+def prune_run(checkpoint: str | Path, *, speedup: float | None = None, keep_params: float | None = None,
+              epochs: int = 5, overrides: list[str] = ()):
+    """``visiontl prune``'s set-up: the trained model at ``checkpoint`` pruned, configured to
+    fine-tune with the run's recipe and learning rate (every group training) as a new run
+    ``RUN-pruned`` beside it; call ``fit`` on the result. Prints the validation metric before
+    and right after pruning. A quarter of the LR was measured too: 0.768 vs 0.810 on textures,
+    0.816 vs 0.812 on Fashion-MNIST (RESULTS.md)."""
+    from ..config import apply_overrides, from_dict, to_dict
+    from . import load
+
+    model = load(checkpoint)
+    run = Path(checkpoint).resolve().parent
+    defaults = [f"train.name={run.name}-pruned", f"train.out_dir={run.parent}", "finetune.strategy=full",
+                f"train.epochs={epochs}", "train.resume="]
+    model.config = from_dict(type(model.config), apply_overrides(to_dict(model.config), [*defaults, *overrides]))
+    _, val_set = model.datasets()
+    key = model.monitor[0].split("/", 1)[1]
+
+    def scored() -> str:  # the pruned model's drop, before fine-tuning recovers it
+        return f"{key} {model._validate(val_set).metrics[key]:.4f}" if val_set is not None else "no validation data"
+
+    before = (model.describe_model(), scored())
+    print(model.prune(speedup=speedup, keep_params=keep_params).describe(), file=sys.stderr)
+    print(f"validation before pruning ({before[0]}): {before[1]}\n"
+          f"after pruning, before fine-tuning ({model.describe_model()}): {scored()}", file=sys.stderr)
+    return model
