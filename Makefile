@@ -56,6 +56,10 @@ data:
 	@test -f $(FASHION) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
 	  || echo "Fashion-MNIST not installed (needs root + apt-get); the demo will use scikit-learn digits"
+	@# Debian's Chromium: the web page's test (visiontl serve) drives it headless; best effort
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "Chromium not installed (needs root + apt-get); the web page's browser test will be skipped"
 
 # Natural photos for the recipes benchmark's textures set (Debian's opencv-doc examples,
 # ~95 MB); benchmarks only, never the tests.

@@ -136,7 +136,7 @@ def strip_figure(seg, path: Path) -> Path:
     and the kept model's prediction, tiled as ``predict`` does."""
     from PIL import Image
 
-    from visiontl import plots
+    from visiontl import draw, plots
     from visiontl.data.nuclei import TRAIN_ROWS, load_nuclei
 
     image, mask = load_nuclei()
@@ -147,8 +147,8 @@ def strip_figure(seg, path: Path) -> Path:
     rgb, truth, palette = np.repeat(image[TRAIN_ROWS:, :, None], 3, axis=2), mask[TRAIN_ROWS:], seg.palette()
     iou = ((pred == 1) & (truth == 1)).sum() / max(((pred == 1) | (truth == 1)).sum(), 1)
     panels = [(rgb, "validation strip: the bottom quarter of img2d.tif, never trained on"),
-              (plots.overlay_mask(rgb, truth, palette), "true nuclei (mask2d.tif)"),
-              (plots.overlay_mask(rgb, pred, palette), f"predicted, in overlapping tiles (nucleus IoU {iou:.3f})")]
+              (draw.overlay_mask(rgb, truth, palette), "true nuclei (mask2d.tif)"),
+              (draw.overlay_mask(rgb, pred, palette), f"predicted, in overlapping tiles (nucleus IoU {iou:.3f})")]
     fig, axes = plots.subplots(3, 1, figsize=(10, 8.2))
     for ax, (img, title) in zip(axes, panels):
         ax.imshow(img)

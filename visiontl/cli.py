@@ -1,5 +1,5 @@
-"""``visiontl`` command line: train / lr-find / distill / prune / val / predict / export / bench / report /
-backbones / demo."""
+"""``visiontl`` command line: train / lr-find / distill / prune / val / predict / explain / serve / export /
+bench / report / backbones / demo."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from . import cli_predict
 
 EPILOG = """examples:
   visiontl demo
@@ -21,6 +23,9 @@ EPILOG = """examples:
   visiontl train segment -c configs/segment/nuclei_mobilenet_v2.yaml train.epochs=20
   visiontl val runs/x/best.pt --data path/to/val_folder
   visiontl predict runs/x/best.pt photo.jpg more_photos/ --topk 3 --out preds/
+  visiontl predict runs/x/best.pt clip.mp4 --out preds/          # an annotated video; 0: the camera
+  visiontl explain runs/x/best.pt photos/ --method gradcam++ --out cams/
+  visiontl serve runs/x/best.pt --port 7860                       # a web page for the model
   visiontl export runs/x/best.pt --int8
   visiontl bench --backbones mobilenet_v2 vgg19 --quick
   visiontl distill classify --teacher runs/big/best.pt model.backbone=mobilenet_v3_small model.weights=none
@@ -72,13 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "validation data)")
     v.add_argument("--out", help="where to write the plots (confusion matrix / PR curve / per-class IoU, "
                                  "prediction grid)")
-    pr = sub.add_parser("predict", help="predict images, folders or .txt lists of paths")
-    pr.add_argument("checkpoint")
-    pr.add_argument("inputs", nargs="+")
-    pr.add_argument("--topk", type=int, help="classification: labels per image (default 5)")
-    pr.add_argument("--conf", type=float, help="detection: score threshold (default: the run's eval.predict_conf)")
-    pr.add_argument("--out", help="folder for predictions.csv / predictions.json (detection: also images with "
-                                  "boxes drawn; segmentation: index masks and colour overlays; default: print only)")
+    v.add_argument("--tta", action="store_true", help="test-time augmentation: merged flips (and scales: detection)")
+    cli_predict.add_parsers(sub)  # predict, explain, serve
     ex = sub.add_parser("export", help="ONNX / TorchScript (and int8 ONNX) of a trained model, with its metadata")
     ex.add_argument("checkpoint")
     ex.add_argument("--formats", nargs="+", default=["onnx", "torchscript"], choices=["onnx", "torchscript"])
@@ -328,7 +328,7 @@ def _run(args) -> int:
         if data is None:
             raise ValueError("the run had no validation data; pass --data PATH")
         out = args.out or str(Path(args.checkpoint).resolve().parent / "val")
-        metrics = model.evaluate(data, out_dir=out)
+        metrics = model.evaluate(data, out_dir=out, tta=args.tta)
         print(json.dumps(metrics, indent=1))
         print(f"plots and tables: {out}")
         return 0
@@ -383,15 +383,8 @@ def _run(args) -> int:
                   f"{q['float'][m]:.4f}, size {q['int8_mb']} MB vs {q['float_mb']} MB")
         print(f"metadata: {out / 'model.json'}")
         return 0
-    if args.command == "predict":
-        model = _load(args.checkpoint)
-        given = {k: getattr(args, k) for k in ("topk", "conf") if getattr(args, k) is not None}
-        other = sorted(set(given) - set(model.predict_options))
-        if other:
-            raise ValueError(f"--{other[0]} is not an option of a {model.task} model "
-                             f"({', '.join('--' + o for o in model.predict_options) or 'it has none'})")
-        results = model.predict_to(args.inputs, out_dir=args.out, **given)
-        return 1 if any(r.get("error") for r in results) else 0  # the rest was written; say some were not
+    if args.command in cli_predict.COMMANDS:
+        return cli_predict.run(args, _load(args.checkpoint))
     raise AssertionError(args.command)
 
 

@@ -126,67 +126,6 @@ def bars(names: Sequence[str], values: Sequence[float], path: str | Path, *, yla
     return save(fig, path)
 
 
-def draw_boxes(image: np.ndarray, boxes: np.ndarray, *, labels: Sequence[str] = (), color=(255, 0, 0),
-               width: int = 2) -> np.ndarray:
-    """A copy of RGB ``image`` with xyxy ``boxes`` drawn, each captioned by its label."""
-    from PIL import Image, ImageDraw
-
-    im = Image.fromarray(image).convert("RGB")
-    draw = ImageDraw.Draw(im)
-    for k, box in enumerate(np.asarray(boxes).reshape(-1, 4).tolist()):
-        draw.rectangle(box, outline=tuple(color), width=width)
-        if k < len(labels) and labels[k]:
-            draw.text((box[0] + 2, max(0, box[1] - 11)), short(labels[k], 32), fill=tuple(color))
-    return np.asarray(im)
-
-
-def save_image(image: np.ndarray, path: str | Path) -> Path:
-    from PIL import Image
-
-    Image.fromarray(image).save(path)
-    return Path(path)
-
-
-# a black background, then well-separated colours (matplotlib's tab10, then tab20's lighter ones)
-_CLASS_COLORS = [(0, 0, 0), (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-                 (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (174, 199, 232),
-                 (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213), (196, 156, 148), (247, 182, 210)]
-
-
-def class_palette(num_classes: int, given: Sequence[Sequence[int]] = ()) -> np.ndarray:
-    """(classes, 3) uint8 colours: ``given`` if any, else black for class 0 and distinct
-    colours for the rest (repeating, slightly shifted, past 18 classes)."""
-    if given:
-        return np.asarray(given, np.uint8).reshape(-1, 3)
-    out = [_CLASS_COLORS[k % len(_CLASS_COLORS)] for k in range(num_classes)]
-    return np.asarray([(np.array(c) + 37 * (k // len(_CLASS_COLORS))) % 256 for k, c in enumerate(out)], np.uint8)
-
-
-def colorize_mask(mask: np.ndarray, palette: np.ndarray, void_color=(255, 255, 255)) -> np.ndarray:
-    """Class indices (H, W) → RGB (H, W, 3); indices past the palette (void) in ``void_color``."""
-    table = np.concatenate([palette, np.tile(np.asarray(void_color, np.uint8), (256 - len(palette), 1))])
-    return table[np.clip(mask, 0, 255).astype(np.uint8)]
-
-
-def overlay_mask(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """``image`` with every class whose colour is not black tinted in its colour."""
-    colors = colorize_mask(mask, palette, void_color=(0, 0, 0)).astype(np.float32)
-    tinted = colors.any(axis=2, keepdims=True)
-    out = np.where(tinted, (1 - alpha) * image + alpha * colors, image)
-    return out.clip(0, 255).astype(np.uint8)
-
-
-def save_index_mask(mask: np.ndarray, palette: np.ndarray, path: str | Path) -> Path:
-    """A palette PNG: pixel values are the class indices, viewers show the class colours."""
-    from PIL import Image
-
-    mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    im = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
-    im.putpalette(colorize_mask(np.arange(256)[None], palette).reshape(-1).tolist())
-    im.save(path)
-    return Path(path)
-
-
 def pareto(ax, points: Sequence[tuple[float, float, str, str]], *, higher_y: bool, higher_x: bool,
            front: bool = True) -> None:
     """``points`` (x, y, label, colour) on ``ax``, labelled, and with ``front`` the Pareto front

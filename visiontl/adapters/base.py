@@ -20,6 +20,7 @@ from ..config import from_dict, to_dict
 from ..data.images import report_unreadable
 from ..export import ExportGraph
 from .compress import Compression
+from .viewing import Viewing
 from ..engine import (Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint,
                       seeded)
 from ..engine import prune
@@ -30,7 +31,7 @@ from ..engine.settings import check_task_config, fit_batch_size, resolve_monitor
 from ..report import best_vs_last, write_summary
 
 
-class TaskAdapter(Compression):
+class TaskAdapter(Compression, Viewing):
     task = ""
     config_class: type = object
     monitor: tuple[str, str] = ("val/loss", "min")
@@ -349,12 +350,14 @@ class TaskAdapter(Compression):
         return f"{self.config.model.backbone} ({self.model.backbone.weights_source}{pruned})"
 
     # -- evaluation ---------------------------------------------------------------------
-    def evaluate(self, data, *, out_dir: str | Path | None = None, batch_size: int = 32) -> dict[str, float]:
-        """The task's metrics on ``data`` (a path or a dataset); with ``out_dir`` also its
-        plots and tables (confusion matrix or PR curve, per-class numbers, a prediction grid)."""
+    def evaluate(self, data, *, out_dir: str | Path | None = None, batch_size: int = 32,
+                 tta: bool = False) -> dict[str, float]:
+        """The task's metrics on ``data`` (a path or a dataset), with ``tta`` over the merged
+        views of tta.py; with ``out_dir`` also its plots and tables (confusion matrix or PR
+        curve, per-class numbers, a prediction grid)."""
         if isinstance(data, (str, Path)):
             data = self.eval_dataset(data)
-        result = self._validate(data, batch_size)
+        result = self._validate(data, batch_size, self.tta_model() if tta else None)
         if out_dir is not None:
             self.write_evaluation(Path(out_dir), data, result.details)
         return result.metrics

@@ -92,11 +92,21 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def expand_inputs(inputs) -> list[Path]:
-    """An image, a folder (recursively), a ``.txt`` list of paths, or a list of these."""
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    paths: list[Path] = []
-    for item in map(Path, items):
+def is_array(item) -> bool:
+    """An image handed in as data (a numpy array or a PIL image), not as a file."""
+    return isinstance(item, (np.ndarray, Image.Image))
+
+
+def expand_inputs(inputs) -> list:
+    """An image file, a folder (recursively), a ``.txt`` list of paths, an image array
+    (H×W or H×W×3/4, uint8) or PIL image, or a list of these: a list of paths and arrays."""
+    items = [inputs] if isinstance(inputs, (str, Path)) or is_array(inputs) else list(inputs)
+    paths: list = []
+    for item in items:
+        if is_array(item):
+            paths.append(item)
+            continue
+        item = Path(item)
         if item.is_dir():
             found = list_images(item)
             if not found:
@@ -116,7 +126,8 @@ def output_stems(paths: Sequence[str | Path]) -> list[str]:
     or, where two inputs share it (``a/x.png``, ``b/x.png``), their parent folders' names in
     front (``a_x``, ``b_x``), then a number. A stem too long for a file name with a suffix
     (over 200 bytes) keeps its start and a short hash of the whole."""
-    paths = [Path(p) for p in paths]
+    paths = [Path(f"array{k}") if is_array(p) else Path(str(p).replace("[", "").replace("]", ""))
+             if str(p).startswith("array[") else Path(p) for k, p in enumerate(paths)]
     stems = [_fitting(p.stem) for p in paths]
     for depth in (1, 2, 3):
         counts = Counter(stems)
@@ -141,14 +152,37 @@ def _fitting(stem: str, limit: int = 200) -> str:
     return raw[:limit - 11].decode(errors="ignore") + "-" + hashlib.sha256(raw).hexdigest()[:10]
 
 
-def readable(paths: Sequence[str | Path]) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
+def readable(paths: Sequence, start: int = 0) -> Iterator[tuple[Path | str, np.ndarray | None, str | None]]:
     """``(path, image or None, error or None)`` per input: an unreadable image is reported, not
-    raised, so one bad file does not end a whole ``predict``."""
-    for path in paths:
+    raised, so one bad file does not end a whole ``predict``. An array input's path is
+    ``array[k]`` (a str, not a Path: nothing on disk to read again), k counted from ``start``."""
+    for k, path in enumerate(paths, start):
+        if is_array(path):
+            try:
+                yield f"array[{k}]", array_rgb8(path), None
+            except BadImageError as e:
+                yield f"array[{k}]", None, f"array[{k}]: {e}"
+            continue
         try:
             yield path, read_image(path), None
         except BadImageError as e:
             yield path, None, str(e)
+
+
+def array_rgb8(image) -> np.ndarray:
+    """An image array (H×W, H×W×1/3/4, uint8; RGB order) or a PIL image as RGB uint8 (H, W, 3)."""
+    if isinstance(image, Image.Image):
+        return to_rgb8(image)
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise BadImageError(f"an image array must be uint8 (0–255), got {a.dtype}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim == 2:
+        return np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or min(a.shape[:2]) < 1:
+        raise BadImageError(f"an image array must be H×W or H×W×3 (RGB) or ×4 (RGBA), got shape {a.shape}")
+    return to_rgb8(Image.fromarray(a)) if a.shape[2] == 4 else np.ascontiguousarray(a)
 
 
 def report_unreadable(results: list[dict]) -> None:

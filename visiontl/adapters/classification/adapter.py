@@ -24,6 +24,9 @@ from ...engine import Validation, distill
 from ...export import ExportGraph
 from ..base import TaskAdapter
 from ..predictions import write_predictions
+from ..explain import METHODS, activation_maps, check_method
+from ..tta import FlipAverage, flip_views
+from ...results import ClassifyResult, Explanation, Results
 from .config import ClassifyConfig
 from .deploy import WithProbabilities
 from .metrics import confusion_matrix, summarize
@@ -201,33 +204,75 @@ class Classifier(TaskAdapter):
                          title="validation predictions, worst first")
 
     @torch.no_grad()
-    def predict(self, inputs: str | Path | Sequence[str | Path], *, topk: int = 5,
-                out_dir: str | Path | None = None, batch_size: int = 32) -> list[dict]:
-        """Top-k labels with scores for an image, a folder, or a list of either; with
-        ``out_dir``, predictions.csv and predictions.json."""
+    def predict(self, inputs, *, topk: int = 5, tta: bool = False, out_dir: str | Path | None = None,
+                batch_size: int = 32) -> Results:
+        """Top-k labels with scores for an image (a file, an array or a PIL image), a folder,
+        or a list of these; ``tta``: averaged over flips; with ``out_dir``, predictions.csv
+        and predictions.json."""
         paths = expand_inputs(inputs)
         tf = eval_transform(self.config.data.image_size)
         device, out = self._prediction_setup(out_dir)
+        net = self.tta_model() if tta else self.model
         k = min(topk, len(self.classes))
-        results = []
+        results = Results()
         for start in range(0, len(paths), batch_size):
-            chunk = list(readable(paths[start:start + batch_size]))  # unreadable ones: reported, skipped
+            chunk = list(readable(paths[start:start + batch_size], start))  # unreadable ones: reported, skipped
             found = [{"path": str(p), "labels": [], "scores": [], "error": error} for p, _, error in chunk]
             good = [n for n, (_, _, error) in enumerate(chunk) if not error]
             if good:
                 x = torch.stack([apply(tf, chunk[n][1]) for n in good]).to(device)
-                scores, idx = self.model(x).float().softmax(1).topk(k, dim=1)
+                scores, idx = net(x).float().softmax(1).topk(k, dim=1)
                 for n, s, i in zip(good, scores.tolist(), idx.tolist()):
                     found[n] = {"path": found[n]["path"], "labels": [self.classes[j] for j in i], "scores": s}
-            results += found
+            results += [ClassifyResult(r, image=None if isinstance(p, Path) else image)
+                        for r, (p, image, _) in zip(found, chunk)]
         if out is not None:
-            k = max((len(r["labels"]) for r in results), default=0)
-            write_predictions(out, results, ["path", *[c for j in range(1, k + 1) for c in (f"label{j}", f"score{j}")]],
-                              lambda r: [[r["path"], *[c for lab, s in zip(r["labels"], r["scores"])
-                                                       for c in (lab, f"{s:.5f}")], *[""] * (2 * k - 2 * len(r["labels"]))]])
+            write_predictions(out, results)
         return results
 
-    predict_options = ("topk",)
+    supports_tta = True
+
+    def tta_model(self) -> torch.nn.Module:
+        a = self.config.data.augment
+        return FlipAverage(self.model, flip_views(hflip=a.hflip > 0, vflip=a.vflip > 0), spatial=False).eval()
+
+    supports_explain = True
+    explain_methods = tuple(METHODS)
+
+    def explain(self, inputs, *, method: str = "gradcam", target: str | None = None,
+                out_dir: str | Path | None = None, batch_size: int = 16) -> Results:
+        """Class activation maps (explain.py: ``gradcam``, ``gradcam++``, ``layercam``,
+        ``eigencam``) on the backbone's last stage, for ``target`` (a class name) or each
+        image's predicted class; with ``out_dir``, ``<name>_<method>.png`` and explanations.csv."""
+        check_method(method)
+        if target is not None and target not in self.classes:
+            raise ValueError(f"target {target!r} is not a class of this model ({', '.join(self.classes)})")
+        paths = expand_inputs(inputs)
+        tf = eval_transform(self.config.data.image_size)
+        device, out = self._prediction_setup(out_dir)
+        results = Results()
+        for start in range(0, len(paths), batch_size):
+            chunk = list(readable(paths[start:start + batch_size], start))
+            good = [c for c in chunk if not c[2]]
+            results += [Explanation({"path": str(p), "error": error}) for p, _, error in chunk if error]
+            if not good:
+                continue
+            x = torch.stack([apply(tf, image) for _, image, _ in good]).to(device)
+            with torch.no_grad():
+                probs = self.model.eval()(x).float().softmax(1)
+            score, pred = probs.max(1)
+            wanted = [self.classes.index(target)] * len(good) if target is not None else pred.tolist()
+            cams = activation_maps(self.model, self.model.backbone.stages[-1], x, wanted, method)
+            for (path, image, _), cam, k, s, p in zip(good, cams, wanted, score.tolist(), pred.tolist()):
+                results.append(Explanation({"path": str(path), "label": self.classes[p], "score": s,
+                                            "target": self.classes[k], "method": method, "cam": cam},
+                                           image=None if isinstance(path, Path) else image))
+        if out is not None:
+            results.save(out, suffix=f"_{method}")
+            results.to_csv(out / "explanations.csv")
+        return results
+
+    predict_options = ("topk", "tta")
     prediction_files = "predictions.csv and predictions.json"
 
     def describe_prediction(self, result: dict) -> str:

@@ -10,7 +10,7 @@ from . import _ultralytics  # noqa: F401,I001  (before ultralytics: offline, its
 from ultralytics.nn.modules.head import Detect
 from ultralytics.utils.nms import non_max_suppression
 
-from ... import plots
+from ... import draw, plots
 from ...data.detect_transforms import DetectEval, DetectTrain, letterbox, unletterbox
 from ...data.detection import (DetectionDataset, coco_samples, collate, print_report, read_data_yaml, yolo_images,
                                yolo_samples)
@@ -20,6 +20,8 @@ from ...engine import Validation, distill
 from ...export import ExportGraph
 from ..base import TaskAdapter
 from ..predictions import write_predictions
+from ..tta import DetectAugment
+from ...results import DetectResult, Results
 from .config import DetectConfig
 from .loss import DetectionLoss
 from .metrics import match, summarize
@@ -193,8 +195,9 @@ class Detector(TaskAdapter):
             image, boxes, _ = data[i]
             det = detections[i] if i < len(detections) else torch.zeros(0, 6)
             det = det[det[:, 4] >= e.predict_conf]
-            drawn = plots.draw_boxes(image.permute(1, 2, 0).numpy(), boxes.numpy(), color=(0, 200, 0))
-            drawn = plots.draw_boxes(drawn, det[:, :4].numpy(), color=(255, 0, 0), width=1,
+            drawn, f = draw.canvas(image.permute(1, 2, 0).numpy())
+            drawn = draw.draw_boxes(drawn, boxes.numpy() * f, color=(0, 200, 0))
+            drawn = draw.draw_boxes(drawn, det[:, :4].numpy() * f, color=(255, 0, 0),
                                      labels=[f"{self.classes[int(c)]} {s:.2f}" if len(self.classes) > 1 else f"{s:.2f}"
                                              for s, c in det[:, 4:6].tolist()])
             images.append(drawn)
@@ -204,42 +207,51 @@ class Detector(TaskAdapter):
                          title=f"validation: true boxes green, predictions (score ≥ {e.predict_conf}) red")
 
     @torch.no_grad()
-    def predict(self, inputs: str | Path | Sequence[str | Path], *, conf: float | None = None,
-                out_dir: str | Path | None = None, batch_size: int = 16) -> list[dict]:
-        """Boxes (original image pixels, xyxy) with labels and scores for an image, a folder
-        or a list; with ``out_dir``, predictions.json/.csv and each image with its boxes drawn."""
+    def predict(self, inputs, *, conf: float | None = None, tta: bool = False, out_dir: str | Path | None = None,
+                batch_size: int = 16) -> Results:
+        """Boxes (original image pixels, xyxy) with labels and scores for an image (a file, an
+        array or a PIL image), a folder or a list; ``tta``: pooled over scales and a mirror;
+        with ``out_dir``, predictions.json/.csv and each image with its boxes drawn."""
         e, size = self.config.eval, self.config.data.image_size
         conf = e.predict_conf if conf is None else conf
         device, out = self._prediction_setup(out_dir)
-        paths, results = expand_inputs(inputs), []
+        net = self.tta_model() if tta else self.model
+        paths, results = expand_inputs(inputs), Results()
         stems = output_stems(paths)  # a/x.png and b/x.png: a_x, b_x
         for start in range(0, len(paths), batch_size):
             chunk = []
-            for (path, image, error), stem in zip(readable(paths[start:start + batch_size]),
+            for (path, image, error), stem in zip(readable(paths[start:start + batch_size], start),
                                                   stems[start:start + batch_size]):  # unreadable: reported, skipped
                 if error:
-                    results.append({"path": str(path), "width": 0, "height": 0, "objects": [], "error": error})
+                    results.append(DetectResult({"path": str(path), "width": 0, "height": 0, "objects": [],
+                                                 "error": error}))
                 else:
                     chunk.append((path, image, stem))
             if not chunk:
                 continue
             boxed = [letterbox(image, size) for _, image, _ in chunk]  # (image, scale, pad) each
             x = torch.stack([torch.from_numpy(b.transpose(2, 0, 1).copy()) for b, _, _ in boxed]).to(device)
-            found = non_max_suppression(self.model(x)[0].float(), conf_thres=conf, iou_thres=e.iou, max_det=e.max_det)
+            found = non_max_suppression(net(x)[0].float(), conf_thres=conf, iou_thres=e.iou, max_det=e.max_det)
             for (path, image, stem), (_, scale, pad), det in zip(chunk, boxed, found):
                 boxes = unletterbox(det[:, :4].cpu(), scale, pad, image.shape[1], image.shape[0])
                 objects = [{"label": self.classes[int(c)], "score": round(float(s), 4), "box": [round(v, 1) for v in b]}
                            for b, s, c in zip(boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist())]
-                results.append({"path": str(path), "width": image.shape[1], "height": image.shape[0], "objects": objects})
+                result = DetectResult({"path": str(path), "width": image.shape[1], "height": image.shape[0],
+                                       "objects": objects}, image=None if isinstance(path, Path) else image,
+                                      classes=self.classes)
+                results.append(result)
                 if out is not None:
-                    drawn = plots.draw_boxes(image, boxes.numpy(), labels=[f"{o['label']} {o['score']:.2f}" for o in objects])
-                    plots.save_image(drawn, out / f"{stem}_boxes.png")
+                    draw.save_image(result._draw(image), out / f"{stem}_boxes.png")
         if out is not None:
-            write_predictions(out, results, ["path", "label", "score", "x1", "y1", "x2", "y2"],
-                              lambda r: [[r["path"], o["label"], o["score"], *o["box"]] for o in r["objects"]])
+            write_predictions(out, results)
         return results
 
-    predict_options = ("conf",)
+    supports_tta = True
+
+    def tta_model(self) -> torch.nn.Module:
+        return DetectAugment(self.model, stride=int(self.model.head.stride.max())).eval()
+
+    predict_options = ("conf", "tta")
 
     prediction_files = "predictions.json, predictions.csv and *_boxes.png"
 

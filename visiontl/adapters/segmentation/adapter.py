@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ... import plots
+from ... import draw, plots
 from ...data.images import expand_inputs, output_stems, readable
 from ...data.seg_transforms import SegmentTrain, upscale_factor
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
@@ -21,6 +21,8 @@ from ...engine import Validation, distill
 from ...export import ExportGraph
 from ..base import TaskAdapter
 from ..predictions import write_predictions
+from ..tta import FlipAverage, flip_views
+from ...results import Explanation, Results, SegmentResult
 from .config import SegmentConfig
 from .loss import SegmentationLoss
 from .metrics import confusion, summarize
@@ -182,18 +184,19 @@ class Segmenter(TaskAdapter):
                           details=(cm, per_class))
 
     # -- evaluation and prediction --------------------------------------------------------
-    def evaluate(self, data, *, out_dir: str | Path | None = None, batch_size: int = 4) -> dict[str, float]:
+    def evaluate(self, data, *, out_dir: str | Path | None = None, batch_size: int = 4,
+                 tta: bool = False) -> dict[str, float]:
         """mIoU, mDice, pixel accuracy and loss on ``data`` (a folder with images/ and masks/,
-        or a dataset) at the images' own size; with ``out_dir`` also per_class.csv, the
-        per-class IoU chart, the confusion matrix and a prediction grid."""
-        return super().evaluate(data, out_dir=out_dir, batch_size=batch_size)
+        or a dataset) at the images' own size (``tta``: merged flips); with ``out_dir`` also
+        per_class.csv, the per-class IoU chart, the confusion matrix and a prediction grid."""
+        return super().evaluate(data, out_dir=out_dir, batch_size=batch_size, tta=tta)
 
     def eval_dataset(self, data: str | Path) -> SegmentationDataset:
         """A folder with images/ and masks/, at the images' own size."""
         return self._read(str(data), "", self.mask_spec(), None)
 
     def palette(self) -> np.ndarray:
-        return plots.class_palette(len(self.classes), self.config.data.palette)
+        return draw.class_palette(len(self.classes), self.config.data.palette)
 
     def write_evaluation(self, out_dir: Path, data: SegmentationDataset, details) -> None:
         cm, per_class = details
@@ -218,7 +221,7 @@ class Segmenter(TaskAdapter):
             valid = mask != self.config.data.ignore_index
             acc = float((pred == mask)[valid].mean()) if valid.any() else float("nan")
             name = Path(data.samples[i][0]).name
-            images += [image, plots.colorize_mask(mask, palette), plots.overlay_mask(image, pred, palette,
+            images += [image, draw.colorize_mask(mask, palette), draw.overlay_mask(image, pred, palette,
                                                                                    self.config.eval.overlay_alpha)]
             titles += [name if len(name) <= 30 else "…" + name[-29:], "true mask", f"predicted (pixel acc {acc:.3f})"]
         plots.image_grid(images, titles, out_dir / "val_predictions.png", cols=3,
@@ -226,37 +229,71 @@ class Segmenter(TaskAdapter):
                              f"{c} {tuple(int(v) for v in palette[k])}" for k, c in enumerate(self.classes[:6])))
 
     @torch.no_grad()
-    def predict(self, inputs: str | Path | Sequence[str | Path], *, out_dir: str | Path | None = None) -> list[dict]:
-        """Class masks for an image, a folder or a list, at each image's own size (tiled
-        above ``eval.tile``). Each result: path, width, height, ``mask`` (H, W) uint8 class
-        indices, ``confidence`` (mean top-class probability), ``fractions`` per class. With
+    def predict(self, inputs, *, tta: bool = False, probabilities: bool = False,
+                out_dir: str | Path | None = None) -> Results:
+        """Class masks for an image (a file, an array or a PIL image), a folder or a list, at
+        each image's own size (tiled above ``eval.tile``). Each result: path, width, height,
+        ``mask`` (H, W) uint8 class indices, ``confidence`` (mean top-class probability),
+        ``fractions`` per class, and with ``probabilities`` the per-class confidence maps
+        (C, H, W) float16. ``tta``: averaged over the flips (and turns) training used. With
         ``out_dir``: ``<name>_mask.png`` (palette PNG: values are class indices),
         ``<name>_overlay.png`` and ``predictions.csv``."""
         device, out = self._prediction_setup(out_dir)
-        palette, results = self.palette(), []
+        net = self.tta_model() if tta else self.model
+        palette, results = self.palette(), Results()
+        style = {"classes": self.classes, "palette": palette, "alpha": self.config.eval.overlay_alpha}
         paths = expand_inputs(inputs)
         for (path, image, error), stem in zip(readable(paths), output_stems(paths)):
             if error:  # reported and skipped: one bad file does not end the run
-                results.append({"path": str(path), "width": 0, "height": 0, "mask": None, "confidence": float("nan"),
-                                "fractions": {}, "error": error})
+                results.append(SegmentResult({"path": str(path), "width": 0, "height": 0, "mask": None,
+                                              "confidence": float("nan"), "fractions": {}, "error": error}, **style))
                 continue
             x = torch.from_numpy(image.transpose(2, 0, 1).copy())[None].to(device)
-            probs = self.logits(self.model, x).softmax(1)[0]
+            probs = self.logits(net, x).softmax(1)[0]
             confidence, mask = probs.max(0)
             mask = mask.to(torch.uint8).cpu().numpy()
             counts = np.bincount(mask.ravel(), minlength=len(self.classes)) / mask.size
-            results.append({"path": str(path), "width": image.shape[1], "height": image.shape[0], "mask": mask,
-                            "confidence": round(float(confidence.mean()), 4),
-                            "fractions": {c: round(float(f), 4) for c, f in zip(self.classes, counts)}})
+            found = {"path": str(path), "width": image.shape[1], "height": image.shape[0], "mask": mask,
+                     "confidence": round(float(confidence.mean()), 4),
+                     "fractions": {c: round(float(f), 4) for c, f in zip(self.classes, counts)}}
+            if probabilities:
+                found["probabilities"] = probs.half().cpu().numpy()
+            results.append(SegmentResult(found, image=None if isinstance(path, Path) else image, **style))
             if out is not None:
-                plots.save_index_mask(mask, palette, out / f"{stem}_mask.png")
-                plots.save_image(plots.overlay_mask(image, mask, palette, self.config.eval.overlay_alpha),
-                                 out / f"{stem}_overlay.png")
+                draw.save_index_mask(mask, palette, out / f"{stem}_mask.png")
+                draw.save_image(draw.overlay_mask(image, mask, palette, self.config.eval.overlay_alpha),
+                                out / f"{stem}_overlay.png")
         if out is not None:  # the masks are the PNGs: no JSON
-            write_predictions(out, results, ["path", "width", "height", "confidence",
-                                             *(f"fraction_{c}" for c in self.classes)],
-                              lambda r: [[r["path"], r["width"], r["height"], r["confidence"],
-                                          *(r["fractions"][c] for c in self.classes)]], as_json=False)
+            write_predictions(out, results, as_json=False)
+        return results
+
+    predict_options = ("tta",)
+    supports_tta = True
+
+    def tta_model(self) -> torch.nn.Module:
+        a = self.config.data.augment
+        views = flip_views(hflip=a.hflip > 0, vflip=a.vflip > 0, rotate90=a.rotate90)
+        return FlipAverage(self.model, views, spatial=True).eval()
+
+    supports_explain = True
+    explain_methods = ("confidence",)
+
+    def explain(self, inputs, *, method: str = "confidence", target: str | None = None,
+                out_dir: str | Path | None = None) -> Results:
+        """Per-class confidence maps: each class's per-pixel probability beside the image
+        (``target``: that class only); with ``out_dir``, ``<name>_confidence.png`` and explanations.csv."""
+        if method != "confidence":
+            raise ValueError(f"segmentation explains with per-class confidence maps (method 'confidence'), not {method!r}")
+        if target is not None and target not in self.classes:
+            raise ValueError(f"target {target!r} is not a class of this model ({', '.join(self.classes)})")
+        keep = [self.classes.index(target)] if target is not None else list(range(len(self.classes)))
+        results = Results(Explanation({"path": r["path"], "error": r["error"]}) if not r.ok else
+                          Explanation({"path": r["path"], "maps": r["probabilities"][keep]}, image=r._image,
+                                      classes=[self.classes[k] for k in keep])
+                          for r in self.predict(inputs, probabilities=True))
+        if out_dir is not None:
+            results.save(out_dir, suffix="_confidence")
+            results.to_csv(Path(out_dir) / "explanations.csv")
         return results
 
     prediction_files = "*_mask.png (class indices), *_overlay.png and predictions.csv"

@@ -7,12 +7,11 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 import albumentations as A
 import torch
 
-from ... import export, plots
+from ... import draw, export, plots
 from ...backbones import create_backbone
 from ...data.image_dataset import ImageDataset, collate
 from ...data.images import DataError, expand_inputs, list_images, output_stems, read_image, readable
@@ -21,6 +20,7 @@ from ...data.transforms import apply
 from ...engine import Validation
 from ...export import ExportGraph
 from ..base import TaskAdapter
+from ...results import Results, StyleResult
 from .config import StylizeConfig
 from .loss import content_loss, gram, layer_weights, style_loss, total_variation
 from .model import TransformerNet
@@ -167,23 +167,24 @@ class Stylizer(TaskAdapter):
         plots.image_grid(images, titles, out_dir / "stylized.png", cols=3, title=self.describe_model())
 
     @torch.no_grad()
-    def predict(self, inputs: str | Path | Sequence[str | Path], *, out_dir: str | Path | None = None,
-                size: int = 0) -> list[dict]:
-        """Stylise images (a file, folder or list) at their own size, or with the longer side
-        resized to ``size``; with ``out_dir`` write ``<name>_stylized.png``."""
+    def predict(self, inputs, *, out_dir: str | Path | None = None, size: int = 0) -> Results:
+        """Stylise images (a file, an array or a PIL image, a folder or a list) at their own
+        size, or with the longer side resized to ``size``; with ``out_dir`` write
+        ``<name>_stylized.png``."""
         device, out = self._prediction_setup(out_dir)
-        results = []
+        results = Results()
         paths = expand_inputs(inputs)
         for (path, image, error), stem in zip(readable(paths), output_stems(paths)):
             if error:  # reported and skipped: one bad file does not end the run
-                results.append({"path": str(path), "image": None, "seconds": 0.0, "error": error})
+                results.append(StyleResult({"path": str(path), "image": None, "seconds": 0.0, "error": error}))
                 continue
             x = load_rgb(image, size).to(device)
             t0 = time.perf_counter()
-            image = to_uint8(self.model(x))
-            results.append({"path": str(path), "image": image, "seconds": time.perf_counter() - t0})
+            styled = to_uint8(self.model(x))
+            results.append(StyleResult({"path": str(path), "image": styled, "seconds": time.perf_counter() - t0},
+                                       image=None if isinstance(path, Path) else image))
             if out is not None:
-                plots.save_image(image, out / f"{stem}_stylized.png")
+                draw.save_image(styled, out / f"{stem}_stylized.png")
         return results
 
     prediction_files = "*_stylized.png"
