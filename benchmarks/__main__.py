@@ -1,5 +1,5 @@
 """python -m benchmarks ENTRY [options] — entries: classification, export, compress, cache, strategies,
-detection, segmentation, style, recipes, switch_probe, coco_eval."""
+detection, segmentation, style, recipes, switch_probe, coco_eval, viewing."""
 import sys
 
 ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "compress": "benchmarks.compress",
@@ -8,7 +8,7 @@ ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.
            "detection": "benchmarks.detection",
            "segmentation": "benchmarks.segmentation",
            "style": "benchmarks.style", "switch_probe": "benchmarks.switch_probe",
-           "coco_eval": "benchmarks.coco_eval"}
+           "coco_eval": "benchmarks.coco_eval", "viewing": "benchmarks.viewing"}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ENTRIES:

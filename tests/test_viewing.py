@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import (DETECT_CLASSES, SEGMENT_CLASSES, make_image_folder, tiny_config, tiny_detect_config,
+from conftest import (DETECT_CLASSES, make_image_folder, tiny_config, tiny_detect_config,
                       tiny_segment_config)
 from visiontl import draw
 from visiontl.adapters import Classifier, Detector, Segmenter
@@ -304,6 +304,13 @@ def test_web_page_in_a_real_browser(classifier, tmp_path):
             assert page.locator("#result img").get_attribute("src")
             assert "green" in page.locator("#numbers").inner_text()
             page.screenshot(path=str(shots / "serve_result.png"), full_page=True)
+            # two people at once: each page gets its own answer (requests queue on the one model)
+            pages = [browser.new_page(), browser.new_page()]
+            for other, colour in zip(pages, ("red", "blue")):
+                other.goto(f"http://127.0.0.1:{port}/")
+                other.locator("#source input[type=file]").set_input_files(str(sorted((data / colour).glob("*.png"))[1]))
+            for other, colour in zip(pages, ("red", "blue")):
+                other.locator("#summary").get_by_text(f": {colour}").wait_for(timeout=60_000)
             page.reload()
             page.locator("#source input[type=file]").set_input_files(str(tmp_path / "notes.png"))
             page.locator("#summary").get_by_text("was refused").wait_for(timeout=30_000)
