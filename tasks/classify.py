@@ -29,7 +29,9 @@ print(f"run directory: {clf.run_dir}")
 data, _ = clf.datasets()
 metrics = clf.evaluate(args.val or args.data)
 print("  ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-# 4. predict a few training images
-for r in clf.predict(data.samples[0][0].parent, topk=3)[:5]:
-    print(r["path"], "→", ", ".join(f"{label} {score:.2f}" for label, score in zip(r["labels"], r["scores"])))
-# 5. later: Classifier.load(clf.run_dir / "best.pt").predict("new_photo.jpg")
+# 4. predict a few training images: results to read, draw and tabulate
+results = clf.predict(data.samples[0][0].parent, topk=3)
+for r in results[:5]:
+    print(r.path, "→", ", ".join(f"{label} {score:.2f}" for label, score in zip(r.labels, r.scores)))
+results.save(clf.run_dir / "predict")  # each image with its labels drawn (r.plot() gives the array)
+# 5. later: Classifier.load(clf.run_dir / "best.pt").predict("new_photo.jpg", tta=True)[0].show()

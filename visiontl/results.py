@@ -60,9 +60,10 @@ class Result(dict):
         too small for legible labels)."""
         if not self.ok:
             raise ValueError(f"{self['path']}: no prediction to draw ({self['error']})")
-        return self._draw(self.source())
+        return self.draw_on(self.source())
 
-    def _draw(self, image: np.ndarray) -> np.ndarray:
+    def draw_on(self, image: np.ndarray) -> np.ndarray:
+        """The prediction drawn on ``image`` (the input, RGB uint8): what ``plot`` shows."""
         raise NotImplementedError
 
     def show(self) -> None:
@@ -90,7 +91,7 @@ class ClassifyResult(Result):
 
     task = "classify"
 
-    def _draw(self, image: np.ndarray) -> np.ndarray:
+    def draw_on(self, image: np.ndarray) -> np.ndarray:
         image, _ = draw.canvas(image)
         return draw.banner(image, [f"{lab} {s:.2f}" for lab, s in zip(self["labels"][:3], self["scores"][:3])])
 
@@ -110,7 +111,7 @@ class DetectResult(Result):
     def boxes(self) -> np.ndarray:
         return np.asarray([o["box"] for o in self["objects"]], np.float64).reshape(-1, 4)
 
-    def _draw(self, image: np.ndarray) -> np.ndarray:
+    def draw_on(self, image: np.ndarray) -> np.ndarray:
         image, f = draw.canvas(image)
         colors = draw.box_colors(max(1, len(self._classes)))
         index = {c: k for k, c in enumerate(self._classes)}
@@ -129,7 +130,7 @@ class SegmentResult(Result):
 
     task = "segment"
 
-    def _draw(self, image: np.ndarray) -> np.ndarray:
+    def draw_on(self, image: np.ndarray) -> np.ndarray:
         drawn = draw.overlay_mask(image, self["mask"], self._palette, self._alpha)
         drawn, _ = draw.canvas(drawn)
         shares = sorted(((f, c) for c, f in self["fractions"].items() if c != self._classes[0] and f > 0),
@@ -146,13 +147,11 @@ class StyleResult(Result):
 
     task = "stylize"
 
-    def _draw(self, image: np.ndarray) -> np.ndarray:
+    def draw_on(self, image: np.ndarray) -> np.ndarray:
         return self["image"]
 
-    def plot(self) -> np.ndarray:  # the result is an image: no need to read the input
-        if not self.ok:
-            raise ValueError(f"{self['path']}: no prediction to draw ({self['error']})")
-        return self["image"]
+    def source(self) -> np.ndarray:  # the result is an image: the input need not be read again
+        return self._image if self._image is not None else self["image"]
 
     def rows(self) -> list[dict]:
         h, w = self["image"].shape[:2]
@@ -166,7 +165,7 @@ class Explanation(Result):
 
     task = "explain"
 
-    def _draw(self, image: np.ndarray) -> np.ndarray:
+    def draw_on(self, image: np.ndarray) -> np.ndarray:
         if "cam" in self:
             drawn, _ = draw.canvas(draw.heatmap(image, self["cam"]))
             lines = [f"{self['method']}: {self['target']}"]

@@ -17,10 +17,10 @@ import torch
 from .. import export, plots
 from ..backbones import Preprocessing, check_backbone_name, create_backbone, set_bn_eval
 from ..config import from_dict, to_dict
-from ..data.images import report_unreadable
 from ..export import ExportGraph
 from .compress import Compression
 from .viewing import Viewing
+from ..results import Results
 from ..engine import (Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint,
                       seeded)
 from ..engine import prune
@@ -125,10 +125,11 @@ class TaskAdapter(Compression, Viewing):
 
     predict_options: tuple[str, ...] = ()  # keyword options of predict_to the CLI passes on
 
-    def predict(self, inputs, *, out_dir: str | Path | None = None, **options) -> list[dict]:
-        """Predictions for an image, a folder, or a list of either: one dict per input (with
-        ``path``; an unreadable input has an ``error`` instead of a prediction). With
-        ``out_dir``, the task's files (``prediction_files``) are written there."""
+    def predict(self, inputs, *, out_dir: str | Path | None = None, **options) -> Results:
+        """Predictions for an image (a file, an array, a PIL image), a folder, or a list of
+        these: one result per input (visiontl/results.py: a dict with ``path``, and the
+        task's numbers, or an ``error`` for an unreadable input). With ``out_dir``, the task's
+        files (``prediction_files``) are written there."""
         raise NotImplementedError
 
     prediction_files = ""  # what predict writes into out_dir, in words
@@ -136,25 +137,6 @@ class TaskAdapter(Compression, Viewing):
     def describe_prediction(self, result: dict) -> str:
         """One input's prediction on one line, for ``visiontl predict``."""
         raise NotImplementedError
-
-    def _prediction_setup(self, out_dir: str | Path | None) -> tuple[torch.device, Path | None]:
-        """The start every ``predict`` shares: the model in eval mode, its device, and the
-        output folder (created) when there is one."""
-        out = Path(out_dir) if out_dir is not None else None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-        return next(self.model.eval().parameters()).device, out
-
-    def predict_to(self, inputs, *, out_dir: str | Path | None = None, **options) -> list[dict]:
-        """``visiontl predict``: predict, print a line per input, and with ``out_dir`` write the
-        outputs; an unreadable input is reported in its result's ``error``, never raised."""
-        results = self.predict(inputs, out_dir=out_dir, **options)
-        for r in results:
-            print(f"{r['path']}: " + ("skipped (unreadable)" if r.get("error") else self.describe_prediction(r)))
-        if out_dir is not None:
-            print(f"wrote {self.prediction_files} to {out_dir}", file=sys.stderr)
-        report_unreadable(results)
-        return results
 
     def export_graph(self, net: torch.nn.Module) -> ExportGraph:
         """``net`` (the model on the CPU, in eval mode) as the graph ``export`` writes, with

@@ -1,4 +1,5 @@
-"""Seeing what a model does, for every task: test-time augmentation (``supports_tta``,
+"""Using a trained model, for every task: what every ``predict`` shares (its set-up, and
+``predict_to`` for the command line), test-time augmentation (``supports_tta``,
 ``tta_model``: see tta.py), explanations (``supports_explain``, ``explain``) and video
 (``predict_video``). Capabilities are declared here with their defaults, never sniffed;
 :class:`~visiontl.adapters.base.TaskAdapter` inherits them."""
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.images import report_unreadable
 from ..results import Results
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -25,6 +27,27 @@ def is_video(item) -> bool:
 
 class Viewing:
     task = ""
+
+    # -- predict's shared parts -------------------------------------------------------------
+    def _prediction_setup(self, out_dir: str | Path | None) -> tuple[torch.device, Path | None]:
+        """The start every ``predict`` shares: the model in eval mode, its device, and the
+        output folder (created) when there is one."""
+        out = Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        return next(self.model.eval().parameters()).device, out
+
+    def predict_to(self, inputs, *, out_dir: str | Path | None = None, **options) -> Results:
+        """``visiontl predict``: predict, print a line per input, and with ``out_dir`` write the
+        outputs; an unreadable input is reported in its result's ``error``, never raised."""
+        results = self.predict(inputs, out_dir=out_dir, **options)
+        for r in results:
+            print(f"{r['path']}: " + ("skipped (unreadable)" if r.get("error") else self.describe_prediction(r)))
+        if out_dir is not None:
+            print(f"wrote {self.prediction_files} to {out_dir}", file=sys.stderr)
+        report_unreadable(results)
+        return results
+
 
     # -- test-time augmentation ---------------------------------------------------------
     supports_tta = False

@@ -241,7 +241,7 @@ class Detector(TaskAdapter):
                                       classes=self.classes)
                 results.append(result)
                 if out is not None:
-                    draw.save_image(result._draw(image), out / f"{stem}_boxes.png")
+                    draw.save_image(result.draw_on(image), out / f"{stem}_boxes.png")
         if out is not None:
             write_predictions(out, results)
         return results
