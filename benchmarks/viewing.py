@@ -24,7 +24,8 @@ from . import harness
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {"classify": "configs/classify/fashion_mnist_mobilenet_v2.yaml",
            "segment": "configs/segment/nuclei_mobilenet_v2.yaml",
-           "detect": "configs/detect/trees_mobilenet_v2.yaml"}
+           "detect": "configs/detect/trees_mobilenet_v2.yaml",
+           "stylize": "configs/stylize/starry_night_vgg19.yaml"}  # on the built-in photos (visiontl.data.photos)
 
 
 def _clip(paths: list[Path], out: Path, frames: int, size: tuple[int, int]) -> Path:
@@ -35,6 +36,44 @@ def _clip(paths: list[Path], out: Path, frames: int, size: tuple[int, int]) -> P
         writer.write(cv2.resize(cv2.imread(str(paths[k % len(paths)])), size))
     writer.release()
     return out
+
+
+def screenshot(model, image: Path, path: Path) -> Path | None:
+    """``visiontl serve``'s page in headless Chromium after ``image`` was dropped on it (None
+    where Chromium or Playwright is missing)."""
+    import shutil
+    import socket
+
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        print("no Chromium / Playwright: no screenshot of the page", file=sys.stderr)
+        return None
+    from visiontl.serve import serve
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    app = serve(model, port=port, block=False)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator("#source input[type=file]").set_input_files(str(image))
+            page.locator("#result img").wait_for(timeout=120_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(path), full_page=True)
+            browser.close()
+    finally:
+        app.close()
+    return path
 
 
 def main() -> None:
@@ -53,6 +92,12 @@ def main() -> None:
         cmd = [sys.executable, "-m", "visiontl", "train", args.task, "-c", RECIPES[args.task],
                f"train.out_dir={work}", "train.name=run", "train.progress=none"]
         cmd += [f"train.epochs={args.epochs}"] if args.epochs else []
+        if args.task == "stylize":
+            from visiontl.data.photos import materialize_photos
+
+            train, val, style = materialize_photos()
+            cmd += [f"data.train={train}", f"data.val={val}", f"data.style={style}", "data.image_size=128",
+                    "data.crops_per_image=8"]
         print("$ " + " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
         checkpoint = str(work / "run" / "best.pt")
@@ -61,10 +106,10 @@ def main() -> None:
     t0 = time.perf_counter()
     plain = model.evaluate(val)
     t1 = time.perf_counter()
-    tta = model.evaluate(val, tta=True)
+    tta = model.evaluate(val, tta=True) if model.supports_tta else None  # style transfer has none
     t2 = time.perf_counter()
     paths = [Path(s[0] if isinstance(s, tuple) else getattr(s, "path", s)) for s in val.samples]
-    size = {"classify": (128, 128), "segment": (256, 256), "detect": (384, 384)}[args.task]
+    size = {"classify": (128, 128), "segment": (256, 256), "detect": (384, 384), "stylize": (256, 256)}[args.task]
     clip = _clip(paths, work / "clip.mp4", args.frames, size)
     video = model.predict_video(clip, out_dir=work / "video", progress=False)
     results = model.predict(paths[::max(1, len(paths) // 8)][:8])  # spread over the set (it is sorted by class)
@@ -75,8 +120,11 @@ def main() -> None:
            "val_images": len(val), "metrics": plain, "metrics_tta": tta,
            "val_seconds": t1 - t0, "val_seconds_tta": t2 - t1,
            "video": {"frames": video["frames"], "frame_size": list(size), "fps": video["fps"]}, "grid": grid.name}
+    page = screenshot(model, paths[0], ROOT / "benchmarks" / "results" / f"viewing-{args.task}-page.png")
+    out["page"] = page.name if page else None
     path = ROOT / "benchmarks" / "results" / f"viewing-{args.task}-cpu.json"
     path.write_text(json.dumps(out, indent=1, default=float))
-    key = {"classify": "accuracy", "segment": "mIoU", "detect": "mAP50-95"}[args.task]
-    print(f"{args.task}: {key} {plain[key]:.4f} → TTA {tta[key]:.4f} ({len(val)} validation images; "
-          f"{t1 - t0:.1f} s → {t2 - t1:.1f} s); video {size[0]}×{size[1]}: {video['fps']:.1f} frames/s → {path}")
+    key = {"classify": "accuracy", "segment": "mIoU", "detect": "mAP50-95", "stylize": "loss"}[args.task]
+    effect = f" → TTA {tta[key]:.4f}" if tta else ""
+    print(f"{args.task}: {key} {plain[key]:.4f}{effect} ({len(val)} validation images; {t1 - t0:.1f} s"
+          f"{f' → {t2 - t1:.1f} s' if tta else ''}); video {size[0]}×{size[1]}: {video['fps']:.1f} frames/s → {path}")

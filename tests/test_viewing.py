@@ -207,9 +207,11 @@ def test_class_activation_maps_point_at_the_evidence(tmp_path, capsys):
     data = _quadrant_set(tmp_path / "q", size=128)  # at 64 px the last stage is 2×2: too coarse to say where
     model = Classifier(config=tiny_config(data, tmp_path / "runs", model__backbone="mobilenet_v2",
                                           model__weights="imagenet", finetune__strategy="frozen", train__epochs=4,
-                                          optim__lr=0.01, data__image_size=128,
+                                          optim__lr=0.01, data__image_size=128, eval__worst_cams="gradcam",
                                           data__augment__random_resized_crop=False))
     model.fit()
+    worst = Image.open(Path(model.run_dir) / "val_worst_cams.png")  # the run's worst cases with their maps
+    assert worst.size[0] > 600 and np.asarray(worst.convert("L")).std() > 20
     files = sorted(data.glob("*/*.png"))
     results = model.explain(files, method="gradcam", out_dir=tmp_path / "cams")
     inside, outside = [], []
@@ -231,6 +233,8 @@ def test_class_activation_maps_point_at_the_evidence(tmp_path, capsys):
     assert model.explain(files[:1], method="eigencam")[0].cam.shape == (128, 128)
     with pytest.raises(ValueError, match="choose one of"):
         model.explain(files[:1], method="magic")
+    with pytest.raises(ValueError, match="eval.worst_cams"):  # before any training
+        Classifier(config=tiny_config(data, tmp_path / "bad", eval__worst_cams="magic")).fit()
     ckpt = Path(model.run_dir) / "best.pt"
     assert main(["explain", str(ckpt), str(files[0]), "--method", "layercam", "--out", str(tmp_path / "cli")]) == 0
     assert (tmp_path / "cli" / f"{files[0].stem}_layercam.png").is_file()

@@ -32,7 +32,7 @@ METHODS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "layercam": "La
 
 def check_method(method: str) -> str:
     if method not in METHODS:
-        raise ValueError(f"explain method {method!r}: choose one of {', '.join(METHODS)}")
+        raise ValueError(f"explain method (eval.worst_cams) {method!r}: choose one of {', '.join(METHODS)}")
     return method
 
 

@@ -179,6 +179,11 @@ class Classifier(TaskAdapter):
     def sample_labels(self, data: ImageDataset) -> list[int]:
         return [label for _, label in data.samples]
 
+    def check_config(self) -> None:
+        super().check_config()
+        if self.config.eval.worst_cams:
+            check_method(self.config.eval.worst_cams)
+
     # -- evaluation and prediction --------------------------------------------------------
     def eval_dataset(self, data: str | Path) -> ImageDataset:
         """A folder or CSV with the evaluation transform (resize only)."""
@@ -202,6 +207,11 @@ class Classifier(TaskAdapter):
         colors = ["red" if wrong[i] else "green" for i in order]
         plots.image_grid(images, titles, out_dir / "val_predictions.png", colors=colors,
                          title="validation predictions, worst first")
+        method = self.config.eval.worst_cams
+        if method:  # where the model looked on the 12 worst: the map of the class it predicted
+            cams = self.explain([data.samples[i][0] for i in order[:12]], method=method)
+            plots.image_grid([r.plot() for r in cams], titles[:12], out_dir / "val_worst_cams.png", colors=colors,
+                             title=f"the worst validation predictions: {method} maps of the predicted class")
 
     @torch.no_grad()
     def predict(self, inputs, *, topk: int = 5, tta: bool = False, out_dir: str | Path | None = None,

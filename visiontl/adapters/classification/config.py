@@ -35,6 +35,11 @@ class ClassifyLoss:
 
 
 @dataclass
+class ClassifyEval:
+    worst_cams: str = ""  # gradcam, gradcam++, layercam or eigencam: also val_worst_cams.png (needs grad-cam); "": off
+
+
+@dataclass
 class ClassifyConfig:
     task: Literal["classify"] = "classify"
     data: ClassifyData = field(default_factory=ClassifyData)
@@ -44,3 +49,4 @@ class ClassifyConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)  # train on a teacher's soft targets too
+    eval: ClassifyEval = field(default_factory=ClassifyEval)
