@@ -282,7 +282,7 @@ BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)")
-def test_web_page_in_a_real_browser(classifier, tmp_path):
+def test_web_page_in_a_real_browser(classifier, tmp_path, monkeypatch):
     pytest.importorskip("gradio")
     sync_api = pytest.importorskip("playwright.sync_api")
     from visiontl.serve import serve
@@ -292,6 +292,24 @@ def test_web_page_in_a_real_browser(classifier, tmp_path):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
+    # offline: the server side looks up and connects to nothing but this machine
+    elsewhere = []
+    local = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+    real_connect, real_connect_ex, real_lookup = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+
+    def connect(self, address, _real=real_connect):
+        if isinstance(address, tuple) and address[0] not in local:
+            elsewhere.append(address)
+        return _real(self, address)
+
+    def lookup(host, *args, **kwargs):
+        if host not in local and host is not None:
+            elsewhere.append(host)
+        return real_lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", lambda self, a: connect(self, a, real_connect_ex))
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
     app = serve(model, port=port, block=False)
     image = sorted((data / "green").glob("*.png"))[0]
     (tmp_path / "notes.png").write_text("this is not an image")
@@ -301,6 +319,8 @@ def test_web_page_in_a_real_browser(classifier, tmp_path):
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
             page = browser.new_page()
+            page.on("request", lambda r: None if r.url.startswith((f"http://127.0.0.1:{port}/", "data:", "blob:"))
+                    else elsewhere.append(r.url))  # the page itself loads nothing from the web (fonts, scripts)
             page.goto(f"http://127.0.0.1:{port}/")
             page.locator("#source input[type=file]").set_input_files(str(image))
             page.locator("#result img").wait_for(timeout=60_000)
@@ -323,3 +343,4 @@ def test_web_page_in_a_real_browser(classifier, tmp_path):
             browser.close()
     finally:
         app.close()
+    assert not elsewhere, f"the page's server tried to reach {elsewhere}"
