@@ -16,7 +16,7 @@ from conftest import (DETECT_CLASSES, make_image_folder, tiny_config, tiny_detec
                       tiny_segment_config)
 from visiontl import draw
 from visiontl.adapters import Classifier, Detector, Segmenter
-from visiontl.adapters.tta import DetectAugment, FlipAverage, flip_views
+from visiontl.adapters.tta import DetectAugment, FlipAverage, flip_views, weighted_box_fusion
 from visiontl.results import DetectResult, Results
 
 
@@ -139,25 +139,39 @@ def test_flip_average_is_invariant_and_equivariant_where_the_model_is_not():
     assert len(flip_views(hflip=True, rotate90=True)) == 8  # the square's symmetries
 
 
-class _BrightSpot(torch.nn.Module):
-    """A fake detector: one box of side 8 centred on the brightest pixel of its input."""
+class _BrightSquare(torch.nn.Module):
+    """A fake detector that finds the bright square of its input exactly: one box, score 0.9."""
 
     def forward(self, x):
-        x = x.float()
-        n, _, h, w = x.shape
-        idx = x.sum(1).flatten(1).argmax(1)
-        cy, cx = (idx // w).float() + 0.5, (idx % w).float() + 0.5
-        boxes = torch.stack([cx, cy, torch.full_like(cx, 8.0), torch.full_like(cx, 8.0), torch.full_like(cx, 0.9)], 1)
-        return boxes[:, :, None], None
+        rows = []
+        for image in x.float():
+            ys, xs = torch.nonzero(image.sum(0) > 1.5, as_tuple=True)
+            x1, y1, x2, y2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            rows.append(torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, torch.tensor(0.9)]).float())
+        return torch.stack(rows)[:, :, None], None
 
 
 def test_detection_tta_maps_every_view_back_to_the_input():
     x = torch.zeros(1, 3, 96, 128)
-    x[0, :, 30:34, 20:24] = 1.0  # a bright spot at about (22, 32)
-    decoded, raw = DetectAugment(_BrightSpot(), stride=32)(x)
-    assert raw is None and decoded.shape == (1, 5, 3)
-    centres = decoded[0, :2].T
-    assert torch.allclose(centres, centres[:1].expand(3, 2), atol=2.5), centres  # the same spot in every view
+    x[0, :, 30:54, 20:44] = 1.0  # a bright square, centre (32, 42)
+    t = DetectAugment(_BrightSquare(), stride=32)
+    views = list(t.views(x))
+    centres = torch.stack([v[0, :2, 0] for v in views])
+    assert torch.allclose(centres, torch.tensor([[32.0, 42.0]]).expand(3, 2), atol=1.5), centres  # in every view
+    decoded, raw = t(x)  # the three views' boxes fused into one, found by all: its score stays
+    assert raw is None and decoded.shape == (1, 5, 1)
+    assert torch.allclose(decoded[0, :2, 0], centres.mean(0), atol=1.0) and abs(float(decoded[0, 4, 0]) - 0.9) < 1e-4
+
+
+def test_weighted_box_fusion_fuses_across_views_only():
+    det = torch.tensor([[10, 10, 50, 50, 0.9, 0], [12, 12, 52, 52, 0.6, 0],  # one object, views 0 and 1
+                        [10, 18, 50, 58, 0.8, 0],  # view 0 again, overlapping (IoU 0.67): another object
+                        [10, 10, 50, 50, 0.7, 1]], dtype=torch.float32)  # another class
+    fused = weighted_box_fusion(det, torch.tensor([0, 1, 0, 1]), views=2)
+    assert len(fused) == 3
+    a = fused[(fused[:, 5] == 0) & (fused[:, 1] < 15)][0]
+    assert torch.allclose(a[:4], torch.tensor([10.8, 10.8, 50.8, 50.8])) and abs(float(a[4]) - 0.75) < 1e-6
+    assert sorted(fused[:, 4].tolist()) == pytest.approx([0.35, 0.4, 0.75])  # found by one view of two: half
 
 
 def test_tta_through_predict_evaluate_and_the_command_line(classifier, detection_set, segmentation_set, tmp_path,
