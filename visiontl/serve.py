@@ -33,8 +33,8 @@ def build_app(model, *, title: str = ""):
     lock = threading.Lock()  # one prediction on the model at a time; the queue holds the rest
     work = Path(tempfile.mkdtemp(prefix="visiontl-serve-"))
     title = title or f"visiontl · {model.task} · {model.describe_model()}"
-    classes = f"{len(model.classes)} classes: {', '.join(model.classes[:12])}" + ("…" if len(model.classes) > 12 else "") \
-        if model.classes else ""
+    n = len(model.classes)
+    classes = f"{n} class{'es' if n > 1 else ''}: {', '.join(model.classes[:12])}{'…' if n > 12 else ''}" if n else ""
 
     def predict(path: str | None):
         if not path:
