@@ -278,6 +278,18 @@ def test_video_prediction_streams_frames_into_an_annotated_video(classifier, tmp
     cap.release()
     rows = Path(info["table"]).read_text().splitlines()
     assert rows[0] == "frame,label1,score1" and len(rows) == 12
+    def interrupted(self, inputs, **kw):  # Ctrl-C during the second batch: the first is kept, whole
+        if seen:
+            raise KeyboardInterrupt
+        seen.append(len(inputs))
+        return original(self, inputs, **kw)
+
+    seen.clear()
+    monkeypatch.setattr(Classifier, "predict", interrupted)
+    info = model.predict_video(clip, out_dir=tmp_path / "stopped", batch_size=4)
+    cap = cv2.VideoCapture(info["video"])
+    assert info["frames"] == 4 and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    cap.release()
     monkeypatch.undo()
     ckpt = Path(model.run_dir) / "best.pt"
     assert main(["predict", str(ckpt), str(clip), "--out", str(tmp_path / "cli"), "--max-frames", "5"]) == 0

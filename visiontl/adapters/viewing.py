@@ -75,7 +75,8 @@ class Viewing:
         ``batch_size``, drawn and written to ``<out_dir>/<name>_pred.mp4`` at once, and the
         per-frame numbers to ``<name>_frames.csv``; memory does not grow with the video.
         ``max_frames`` > 0 stops after that many (a camera runs until it is closed or
-        interrupted). Returns the counts, the output paths and frames/s."""
+        interrupted with Ctrl-C, which keeps what was written). Returns the counts, the output
+        paths and frames/s."""
         import cv2
         from tqdm import tqdm
 
@@ -125,6 +126,8 @@ class Viewing:
                     n += len(frames)
                     bar.update(len(frames))
                     bar.set_postfix(fps=f"{n / (time.perf_counter() - t0):.1f}")
+            except KeyboardInterrupt:  # how a camera is stopped: the frames so far make a whole video
+                print(f"\ninterrupted after {n} frames", file=sys.stderr)
             finally:
                 bar.close()
                 cap.release()
