@@ -8,6 +8,7 @@ refused with a message on the page. Offline: no analytics, no share tunnel, no w
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -99,7 +100,10 @@ def serve(model, *, host: str = "127.0.0.1", port: int = 7860, block: bool = Tru
     """Start the page at ``http://host:port``; with ``block=False`` return the running app
     (``app.close()`` stops it)."""
     app = build_app(model)
+    if block:  # Gradio's own banner would suggest a public share link: this page is local
+        print(f"visiontl serve: http://{host}:{port} ({model.task}, {model.describe_model()}); Ctrl-C stops it",
+              file=sys.stderr)
     app.launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=True, theme=theme(),
-               prevent_thread_lock=not block, quiet=not block, enable_monitoring=False, pwa=False, mcp_server=False,
+               prevent_thread_lock=not block, quiet=True, enable_monitoring=False, pwa=False, mcp_server=False,
                footer_links=[])
     return app
