@@ -37,10 +37,12 @@ def test_a_student_distils_from_the_command_line_and_is_a_normal_run(tmp_path, c
     taught = load(best).predict(data)
     assert sum(r["labels"][0] == r["path"].split("/")[-2] for r in taught) / len(taught) >= 0.8  # it knows
     assert main(["distill", "classify", "--teacher", str(best), "model.backbone=resnet18", "train.name=student",
-                 "train.epochs=4", "train.seed=1", "distill.weight=1.0", "distill.temperature=2"]) == 0  # the teacher's soft targets alone
+                 "train.epochs=8", "train.seed=1", "distill.weight=1.0", "distill.temperature=2"]) == 0  # the teacher's soft targets alone
     run = tmp_path / "runs" / "student"
     assert "distill:\n  teacher: " in (run / "config.yaml").read_text().replace("'", "")
-    student = load(run / "best.pt")  # a normal run: loads, predicts, exports
+    # a normal run: loads, predicts, exports. last.pt: the end of what distillation optimised
+    # (best.pt is the epoch of best val accuracy, whose distance to the teacher varies)
+    student = load(run / "last.pt")
     assert student.config.train.seed == 1 and student.classes == teacher.classes
     # what distillation optimises fell: the student's distance to the teacher's soft targets
     images = torch.stack([x for x, _ in student.eval_dataset(str(data))])  # uint8, as the loaders give
@@ -51,7 +53,7 @@ def test_a_student_distils_from_the_command_line_and_is_a_normal_run(tmp_path, c
         target = load(best).model.eval()(images)
         before = soft_loss(fresh.model.eval()(images), target, 2.0)
         after = soft_loss(student.model.eval()(images), target, 2.0)
-    assert after < 0.7 * before, (before, after)  # measured 0.335 → 0.157
+    assert after < 0.7 * before, (before, after)  # measured 0.300 → 0.024 (torch 2.14), 0.224 → 0.085 (2.6)
     assert len(student.predict(data)) == 36
     student.export(tmp_path / "exp", formats=["onnx"])
     other = make_image_folder(tmp_path / "other", per_class=4)
