@@ -249,7 +249,8 @@ class Detector(TaskAdapter):
     supports_tta = True
 
     def tta_model(self) -> torch.nn.Module:
-        return DetectAugment(self.model, stride=int(self.model.head.stride.max())).eval()
+        e = self.config.eval  # each view's NMS as the run's own
+        return DetectAugment(self.model, stride=int(self.model.head.stride.max()), iou=e.iou, max_det=e.max_det).eval()
 
     predict_options = ("conf", "tta")
 
