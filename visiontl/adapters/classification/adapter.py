@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import plots
+from ...backbones import input_sizes
 from ...data.classification import csv_dataset, image_folder
 from ...data.image_dataset import ImageDataset, collate
 from ...data.images import expand_inputs, read_image, readable
@@ -60,6 +61,7 @@ class Classifier(TaskAdapter):
                  weights: str = "imagenet", strategy: str = "auto", classes: Sequence[str] | None = None,
                  config: ClassifyConfig | None = None) -> None:
         super().__init__(config, backbone=backbone, weights=weights, strategy=strategy)
+        self._resolve_image_size()
         self.classes = list(classes) if classes else None
         if self.classes and num_classes and len(self.classes) != num_classes:
             raise ValueError(f"num_classes={num_classes} but {len(self.classes)} class names given")
@@ -179,7 +181,12 @@ class Classifier(TaskAdapter):
     def sample_labels(self, data: ImageDataset) -> list[int]:
         return [label for _, label in data.samples]
 
+    def _resolve_image_size(self) -> None:
+        if self.config.data.image_size == 0:  # the size the backbone's weights were trained at
+            self.config.data.image_size = input_sizes(self.config.model.backbone)[0]
+
     def check_config(self) -> None:
+        self._resolve_image_size()
         super().check_config()
         if self.config.eval.worst_cams:
             check_method(self.config.eval.worst_cams)

@@ -15,7 +15,7 @@ class ClassifyData:
     val: str = ""  # the same for validation; empty: a stratified split of train
     root: str = ""  # base folder for relative CSV paths (default: the CSV's folder)
     val_fraction: float = 0.2  # share of train held out when data.val is empty
-    image_size: int = 224  # input side in pixels (images are resized/cropped to it)
+    image_size: int = 0  # input side in pixels (images are resized/cropped to it); 0 = the backbone's (224; inception_v3: 299)
     skip_bad: bool = False  # skip unreadable images (counted and reported) instead of failing
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -27,10 +27,12 @@ from .loss import DetectionLoss
 from .metrics import match, summarize
 from .model import DetectionModel
 from .native import NativeDetector, build_native
+from .two_stage import FasterRCNNModel, freeze_batchnorm, is_detector_weights, load_detector_weights, targets
 
 
 class Detector(TaskAdapter):
-    """YOLO-style object detection on any registry backbone (or a native ultralytics model).
+    """Object detection on any registry backbone: a YOLO-style head (the default) or
+    torchvision's Faster R-CNN (``model.architecture=faster_rcnn``), or a native ultralytics model.
 
     Example::
 
@@ -57,8 +59,47 @@ class Detector(TaskAdapter):
     def uses_backbone(self) -> bool:
         return not self.config.model.ultralytics  # a native ultralytics model brings its own
 
+    @property
+    def two_stage(self) -> bool:
+        return self.config.model.architecture == "faster_rcnn"
+
+    def check_config(self) -> None:
+        super().check_config()
+        m = self.config.model
+        if self.two_stage and m.ultralytics:
+            raise ValueError("model.ultralytics brings its own architecture; leave model.architecture=yolo")
+        if self.two_stage and self.config.distill.teacher:
+            raise ValueError("distillation is for the yolo architecture (the student's class scores per anchor); "
+                             "faster_rcnn's proposals differ from image to image, so there is nothing to match")
+        if m.anchor_size < 0:
+            raise ValueError(f"model.anchor_size={m.anchor_size}: a side in pixels, or 0 for the default")
+        if m.rois < 1:
+            raise ValueError(f"model.rois={m.rois}: at least 1 RoI per training image")
+
+    def frozen_batchnorm(self) -> bool:
+        """faster_rcnn's backbone BatchNorm is torchvision's FrozenBatchNorm2d (statistics and
+        affine fixed) with ``finetune.bn=frozen``, or ``auto`` and pretrained weights, as in
+        torchvision's detection models; a pure function of the config, so ``load`` rebuilds it."""
+        bn, weights = self.config.finetune.bn, self.config.model.weights
+        return self.two_stage and (bn == "frozen" or (bn == "auto" and weights.lower() != "none"))
+
+    def _build(self, weights: str | None = None, preprocessing=None) -> None:
+        weights = weights or self.config.model.weights
+        if not (self.two_stage and is_detector_weights(weights)):
+            return super()._build(weights, preprocessing)
+        super()._build("none", preprocessing)  # the detector's architecture, then the whole of its weights
+        source = load_detector_weights(self.model, weights, self.config.model.backbone)
+        self.model.backbone.weights_source = source
+
     def make_model(self, backbone):
         m = self.config.model
+        if self.two_stage:
+            model = FasterRCNNModel(backbone, len(self.classes), image_size=self.config.data.image_size,
+                                    width=m.width, anchor_size=m.anchor_size, rois=m.rois)
+            if self.frozen_batchnorm():
+                freeze_batchnorm(model.backbone)
+            self.criterion = None  # torchvision's model computes its own losses
+            return model
         if m.ultralytics:
             architecture = (self.checkpoint or {}).get("architecture")  # checked there: it comes from a file
             model = (NativeDetector(architecture, len(self.classes), self.checkpoint["file"]) if architecture
@@ -76,7 +117,9 @@ class Detector(TaskAdapter):
 
     def describe_model(self) -> str:
         m = self.config.model
-        return f"ultralytics {m.ultralytics}" if m.ultralytics else super().describe_model()
+        if m.ultralytics:
+            return f"ultralytics {m.ultralytics}"
+        return ("Faster R-CNN on " if self.two_stage else "") + super().describe_model()
 
     # -- data -------------------------------------------------------------------------
     def _set_data(self, data, val) -> None:
@@ -132,6 +175,9 @@ class Detector(TaskAdapter):
 
     # -- what the engine calls ----------------------------------------------------------
     def training_step(self, model, batch) -> dict:
+        if self.two_stage:  # torchvision's RPN and RoI-head losses, summed as its references do
+            parts = model(batch["img"], targets(batch))
+            return {"loss": sum(parts.values()), **{k.removeprefix("loss_"): v.detach() for k, v in parts.items()}}
         raw = model(batch["img"])
         loss, parts = self.criterion(raw, batch)
         if self.teacher is not None:  # distillation of the class scores of every anchor; boxes from the labels
@@ -144,12 +190,21 @@ class Detector(TaskAdapter):
             loss = loss + self.config.distill.weight * (soft - parts["cls"])  # the class term, mixed
         return {"loss": loss, **{k: v.detach() for k, v in parts.items()}}
 
-    def validation_step(self, model, batch) -> dict:
-        decoded, raw = model(batch["img"])
-        # an exported model gives the decoded predictions only (onnx_outputs): no loss
-        loss = self.criterion(raw, batch)[0] if raw is not None else torch.tensor(float("nan"))
+    def detect(self, model, images: torch.Tensor, conf: float) -> tuple[list[torch.Tensor], object]:
+        """Per image an (n, 6) tensor (x1 y1 x2 y2 pixels, score, class) after NMS at
+        ``eval.iou``, scores ≥ ``conf``; and the YOLO head's raw outputs (None otherwise)."""
         e = self.config.eval
-        detections = non_max_suppression(decoded.float(), conf_thres=e.conf, iou_thres=e.iou, max_det=e.max_det)
+        if self.two_stage:
+            self.model.set_thresholds(conf=conf, iou=e.iou, max_det=e.max_det)  # read by model's RoI heads
+            return model(images), None
+        decoded, raw = model(images)
+        return non_max_suppression(decoded.float(), conf_thres=conf, iou_thres=e.iou, max_det=e.max_det), raw
+
+    def validation_step(self, model, batch) -> dict:
+        detections, raw = self.detect(model, batch["img"], self.config.eval.conf)
+        # an exported model gives the decoded predictions only (onnx_outputs), and torchvision's
+        # Faster R-CNN computes losses in training mode only: no validation loss
+        loss = self.criterion(raw, batch)[0] if raw is not None else torch.tensor(float("nan"))
         out = {"loss": loss.detach() * len(detections), "n": len(detections), "tp": [], "conf": [], "pred_cls": [],
                "target_cls": [], "detections": []}
         for det, boxes, labels in zip(detections, batch["boxes"], batch["labels"]):
@@ -231,7 +286,7 @@ class Detector(TaskAdapter):
                 continue
             boxed = [letterbox(image, size) for _, image, _ in chunk]  # (image, scale, pad) each
             x = torch.stack([torch.from_numpy(b.transpose(2, 0, 1).copy()) for b, _, _ in boxed]).to(device)
-            found = non_max_suppression(net(x)[0].float(), conf_thres=conf, iou_thres=e.iou, max_det=e.max_det)
+            found = self.detect(net, x, conf)[0]
             for (path, image, stem), (_, scale, pad), det in zip(chunk, boxed, found):
                 boxes = unletterbox(det[:, :4].cpu(), scale, pad, image.shape[1], image.shape[0])
                 objects = [{"label": self.classes[int(c)], "score": round(float(s), 4), "box": [round(v, 1) for v in b]}
@@ -246,9 +301,14 @@ class Detector(TaskAdapter):
             write_predictions(out, results)
         return results
 
-    supports_tta = True
+    @property
+    def supports_tta(self) -> bool:
+        return not self.two_stage  # the views are merged from the YOLO head's decoded outputs
 
     def tta_model(self) -> torch.nn.Module:
+        if self.two_stage:
+            raise ValueError("test-time augmentation is for model.architecture=yolo (it merges the views from the "
+                             "head's decoded outputs); faster_rcnn predicts without it")
         e = self.config.eval  # each view's NMS as the run's own
         return DetectAugment(self.model, stride=int(self.model.head.stride.max()), iou=e.iou, max_det=e.max_det).eval()
 
@@ -278,9 +338,10 @@ class Detector(TaskAdapter):
             meta={"nms": {"step": "per image: keep anchors whose best class score ≥ conf, then class-wise NMS at iou",
                           "conf": e.predict_conf, "iou": e.iou, "max_det": e.max_det}})
 
-    supports_int8 = True
-    supports_pruning = True
-    supports_distillation = True
+    # faster_rcnn: none of these (its proposals and RoI heads are not a fixed graph of convolutions)
+    supports_int8 = property(lambda self: not self.two_stage)
+    supports_pruning = property(lambda self: not self.two_stage)
+    supports_distillation = property(lambda self: not self.two_stage)
 
     def prune_fixed(self, model) -> list[torch.nn.Module]:
         # the box distributions, the class scores and the fixed DFL decoding of the Detect head

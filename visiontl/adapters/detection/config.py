@@ -23,9 +23,12 @@ class DetectData:
 
 @dataclass
 class DetectModel:
+    architecture: Literal["yolo", "faster_rcnn"] = "yolo"  # yolo: one-stage YOLOv8 head; faster_rcnn: torchvision's
     backbone: str = "mobilenet_v2"  # a registry name (visiontl backbones) or timm:NAME
-    weights: str = "imagenet"  # imagenet | a tag | a file path | none
-    width: int = 0  # neck / head channels; 0 = from the backbone's stride-8 channels (64…256)
+    weights: str = "imagenet"  # imagenet | a tag | a file path | none; faster_rcnn: also coco (on resnet50) or its file
+    width: int = 0  # neck / head channels; 0 = yolo: from the backbone's stride-8 channels (64…256), faster_rcnn: 256
+    anchor_size: int = 0  # faster_rcnn: smallest anchor side (stride 4), doubled per level; 0 = 32 × image_size / 800
+    rois: int = 128  # faster_rcnn: RoIs sampled per training image for the box head (torchvision: 512, slower)
     ultralytics: str = ""  # a native ultralytics model instead: a .pt checkpoint or a model .yaml
 
 

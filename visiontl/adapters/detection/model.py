@@ -73,4 +73,10 @@ class DetectionModel(nn.Module):
 
     def forward(self, images: torch.Tensor):
         features = self.backbone(images)
-        return self.head(self.neck([features[i] for i in self.levels]))
+        h, w = images.shape[-2:]
+        # the head decodes cell (i, j) of level s at pixel s·(i, j); a backbone with unpadded
+        # convolutions (inception_v3: 77 cells at 640 px, not 80) is resampled onto that grid
+        levels = [features[i] if features[i].shape[-2:] == (h // s, w // s) else
+                  nn.functional.interpolate(features[i], size=(h // s, w // s), mode="bilinear", align_corners=False)
+                  for i, s in zip(self.levels, STRIDES)]
+        return self.head(self.neck(levels))
