@@ -103,7 +103,7 @@ def test_registering_a_backbone_is_one_call_and_everything_knows_it(monkeypatch)
 
     monkeypatch.setattr(BACKBONES, "_items", dict(BACKBONES._items))  # the registration ends with the test
     register_backbone("tiny_user", tiny)
-    assert {"name": "tiny_user", "weights": "no pretrained weights", "tags": []} in list_backbones()
+    assert {"name": "tiny_user", "weights": "no pretrained weights", "tags": [], "input_size": 224} in list_backbones()
     assert [f.shape[1] for f in create_backbone("tiny_user", weights="none")(torch.rand(1, 3, 32, 32))] == [8, 16]
     with pytest.raises(WeightsUnavailable, match="tiny_user: no pretrained weights are registered"):
         create_backbone("tiny_user", weights="imagenet")

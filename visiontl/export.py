@@ -31,6 +31,8 @@ class ExportGraph:
     atol: float = 1e-3  # the largest onnxruntime-vs-PyTorch difference accepted
     int8_float_tail: bool = False  # int8: keep the nodes after the last convolutions in float (float_tail)
     meta: dict = field(default_factory=dict)  # more for model.json: preprocessing, NMS settings, palette …
+    one_image: bool = False  # the graph takes one image at a time and its outputs have a varying length
+    formats: tuple[str, ...] = ("onnx", "torchscript")  # what this graph can be written as
 
 
 def export_task(adapter, out_dir: str | Path, *, formats: Iterable[str] = ("onnx", "torchscript"),
@@ -49,9 +51,14 @@ def export_task(adapter, out_dir: str | Path, *, formats: Iterable[str] = ("onnx
                   "input": {"name": "images", "shape": ["batch", 3, *side], "dtype": "float32", "color": "RGB",
                             "range": [0, 1], **({"note": g.note} if g.note else {})},
                   **g.meta, "outputs": g.outputs}
-    example = g.example if g.example is not None else torch.rand(2, 3, size, size)
-    write_models(g.net, example, out, meta, formats={*formats, *(["onnx"] if int8 else [])},
-                 output_names=list(g.outputs), atol=g.atol)
+    example = g.example if g.example is not None else torch.rand(1 if g.one_image else 2, 3, size, size)
+    wanted = {*formats, *(["onnx"] if int8 else [])}
+    if not wanted & set(g.formats):
+        raise ValueError(f"{adapter.describe_model()}: exports as {', '.join(g.formats)} only, not {', '.join(wanted)}")
+    if g.one_image:
+        meta["input"]["shape"][0] = 1
+    write_models(g.net, example, out, meta, formats=wanted & set(g.formats), output_names=list(g.outputs),
+                 atol=g.atol, one_image=g.one_image)
     if int8:
         int8_vs_float(adapter, out, meta, g.int8_float_tail)
     write_meta(out / "model.json", meta)
@@ -70,9 +77,18 @@ def prepare(model: nn.Module, out_dir: str | Path, *, int8: bool = False,
     return model.cpu().to(memory_format=torch.contiguous_format).eval(), out
 
 
-def to_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, output_names: list[str]) -> Path:
-    """ONNX with a dynamic batch axis (and dynamic height/width)."""
+def to_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, output_names: list[str],
+            one_image: bool = False) -> Path:
+    """ONNX with a dynamic batch axis (and dynamic height/width); ``one_image``: one image of
+    the example's size in, outputs of a varying length (torchvision's detection export)."""
     model = model.eval()
+    if one_image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision's tracer warnings about its size arithmetic
+            torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=output_names,
+                              dynamic_axes={n: {0: "detections"} for n in output_names}, dynamo=False,
+                              opset_version=17)
+        return path
     try:
         batch, h, w = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"], output_names=output_names,
@@ -209,12 +225,12 @@ def int8_vs_float(adapter, out: Path, meta: dict, keep_tail: bool = False) -> No
 
 
 def write_models(net: nn.Module, example: torch.Tensor, out: Path, meta: dict, *, formats: Iterable[str],
-                 output_names: list[str], atol: float = 1e-4) -> dict:
+                 output_names: list[str], atol: float = 1e-4, one_image: bool = False) -> dict:
     """``model.onnx`` (checked with onnxruntime) and/or ``model.torchscript.pt`` of ``net``
     in ``out``; records the files and the ONNX check in ``meta`` (returned)."""
     meta.setdefault("files", {})
     if "onnx" in formats:
-        path = to_onnx(net, example, out / "model.onnx", output_names=output_names)
+        path = to_onnx(net, example, out / "model.onnx", output_names=output_names, one_image=one_image)
         meta["onnx_max_abs_diff_vs_pytorch"] = check_onnx(net, path, example, atol=atol)
         meta["files"]["onnx"] = {"path": path.name, "bytes": path.stat().st_size}
     if "torchscript" in formats:

@@ -64,7 +64,6 @@ class Detector(TaskAdapter):
         return self.config.model.architecture == "faster_rcnn"
 
     def check_config(self) -> None:
-        super().check_config()
         m = self.config.model
         if self.two_stage and m.ultralytics:
             raise ValueError("model.ultralytics brings its own architecture; leave model.architecture=yolo")
@@ -75,6 +74,7 @@ class Detector(TaskAdapter):
             raise ValueError(f"model.anchor_size={m.anchor_size}: a side in pixels, or 0 for the default")
         if m.rois < 1:
             raise ValueError(f"model.rois={m.rois}: at least 1 RoI per training image")
+        super().check_config()
 
     def frozen_batchnorm(self) -> bool:
         """faster_rcnn's backbone BatchNorm is torchvision's FrozenBatchNorm2d (statistics and
@@ -325,6 +325,18 @@ class Detector(TaskAdapter):
     # -- export ---------------------------------------------------------------------------
     def export_graph(self, net: torch.nn.Module) -> ExportGraph:
         e, size = self.config.eval, self.config.data.image_size
+        if self.two_stage:  # torchvision's detection export: one image a call, NMS inside, ONNX only
+            net.set_thresholds(conf=e.conf, iou=e.iou, max_det=e.max_det)  # every detection; users keep ≥ predict_conf
+            return ExportGraph(
+                _OneImage(net).eval(),
+                {"boxes": "(detections, 4): x1 y1 x2 y2 in input pixels", "scores": "(detections,)",
+                 "labels": "(detections,): class index into classes"},
+                size=size, one_image=True, formats=("onnx",),
+                note="one letterboxed image (batch 1): longer side resized to the size, centred, padded with "
+                "114/255; the backbone's normalisation, the proposals and the NMS are inside the graph (TorchScript: "
+                "torchvision's detection models script but do not trace, so there is no TorchScript file)",
+                meta={"nms": {"step": f"inside the graph, at score ≥ {e.conf}; keep scores ≥ conf for predictions",
+                              "conf": e.predict_conf, "iou": e.iou, "max_det": e.max_det}})
         return ExportGraph(
             _Decoded(net).eval(),
             {"predictions": "(batch, 4 + classes, anchors): box centre x, centre y, width, height in input pixels, "
@@ -355,12 +367,28 @@ class Detector(TaskAdapter):
         return outputs[0], None  # decoded predictions; the raw head maps are not exported
 
     def export(self, out_dir: str | Path, **kwargs) -> dict:
+        if self.two_stage:
+            if kwargs.get("int8"):
+                raise ValueError("int8 export is for model.architecture=yolo; export faster_rcnn in float")
+            return super().export(out_dir, **{"formats": ("onnx",), **kwargs})
         head = self.model.head
         head.dynamic = True  # the head caches its anchor grid; tracing must not leave a traced one behind
         try:
             return super().export(out_dir, **kwargs)
         finally:
             head.dynamic, head.shape = False, None
+
+
+class _OneImage(torch.nn.Module):
+    """Faster R-CNN in eval mode → boxes, scores, labels of its one input image."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        found = self.model(images)[0]
+        return found[:, :4], found[:, 4], found[:, 5].long()
 
 
 class _Decoded(torch.nn.Module):
