@@ -75,6 +75,52 @@ def infer_images_per_s(det, val, batch: int = 16, rounds: int = 5) -> float:
     return batch / statistics.median(times)
 
 
+def speed_side_by_side(data_yaml: Path, args, rounds: int = 7) -> list[dict]:
+    """Training steps and inference of both architectures on mobilenet_v2, interleaved round
+    by round on the same batches of real training images (medians): images/s."""
+    from visiontl.adapters import DetectConfig, Detector
+
+    detectors = {}
+    for architecture in ("yolo", "faster_rcnn"):
+        cfg = DetectConfig()
+        cfg.data.yaml, cfg.data.image_size = str(data_yaml), args.image_size
+        cfg.model.architecture, cfg.model.backbone, cfg.finetune.strategy = architecture, "mobilenet_v2", "full"
+        detectors[architecture] = Detector(config=cfg)
+    first = detectors["yolo"]
+    train, val = first.datasets()
+    batch = first.collate([train[i] for i in range(args.batch_size)])
+    images = torch.stack([val[i % len(val)][0] for i in range(args.batch_size)])
+    times = {a: {"train": [], "infer": []} for a in detectors}
+    optimizers = {}
+    for a, det in detectors.items():
+        det.classes = first.classes
+        det._build()
+        optimizers[a] = torch.optim.AdamW(det.model.parameters(), lr=1e-4)
+    for r in range(rounds + 1):  # round 0 warms up
+        for a, det in detectors.items():
+            det.model.train()
+            t0 = time.perf_counter()
+            det.training_step(det.model, batch)["loss"].backward()
+            optimizers[a].step()
+            optimizers[a].zero_grad()
+            t1 = time.perf_counter()
+            det.model.eval()
+            with torch.no_grad():
+                det.detect(det.model, images, det.config.eval.predict_conf)
+            t2 = time.perf_counter()
+            if r:
+                times[a]["train"].append(t1 - t0)
+                times[a]["infer"].append(t2 - t1)
+    rows = []
+    for a in detectors:
+        rows.append({"architecture": a, "train_images_per_s": args.batch_size / statistics.median(times[a]["train"]),
+                     "infer_images_per_s": args.batch_size / statistics.median(times[a]["infer"]),
+                     "params": sum(p.numel() for p in detectors[a].model.parameters())})
+        print(f"{a}: training {rows[-1]['train_images_per_s']:.1f} images/s, inference "
+              f"{rows[-1]['infer_images_per_s']:.1f} images/s, {rows[-1]['params'] / 1e6:.2f} M parameters", flush=True)
+    return rows
+
+
 def ultralytics_run(data_yaml: Path, args, out: Path) -> dict:
     os.environ.setdefault("YOLO_CONFIG_DIR", str(out / "ultralytics-settings"))
     font = Path(os.environ["YOLO_CONFIG_DIR"]) / "Arial.ttf"  # else ultralytics fetches one
@@ -127,6 +173,8 @@ def main() -> None:
     p.add_argument("--strategy", default="full", help="visiontl's finetune.strategy")
     p.add_argument("--bn", default="auto", choices=["auto", "frozen", "train"], help="visiontl's finetune.bn")
     p.add_argument("--tag", default="", help="suffix of the result files")
+    p.add_argument("--speed", action="store_true",
+                   help="only the side-by-side speed of the two architectures (training steps and inference, interleaved)")
     p.add_argument("--only", nargs="+", choices=["pretrained", "random", "yolov8n", "faster_rcnn"],
                    default=["pretrained", "random", "yolov8n"])
     args = p.parse_args()
@@ -137,6 +185,12 @@ def main() -> None:
     else:
         args.image_size = args.image_size or 256
         data_yaml, args.classes = materialize_nuclei_boxes(), ["nucleus"]
+    if args.speed:
+        rows = speed_side_by_side(data_yaml, args)
+        path = harness.save(f"detection-{device}-speed{args.tag}", {"machine": harness.machine(), "device": device,
+                                                                   "data": str(data_yaml), "args": vars(args), "rows": rows})
+        print(f"wrote {path}")
+        return
     out = Path(tempfile.mkdtemp(prefix="visiontl-det-bench-"))
     print(f"detection benchmark on {device}: {data_yaml.parent}", flush=True)
     rows = []

@@ -120,6 +120,14 @@ def test_trains_through_the_engine_predicts_exports_and_loads(detection_set, tmp
         loaded.predict(images, tta=True)
     with pytest.raises(ValueError, match="int8"):
         loaded.export(tmp_path / "x", int8=True)
+    with pytest.raises(ValueError, match="batch-32"):
+        from visiontl.deploy import deployment_report
+
+        deployment_report(run / "best.pt", out=tmp_path / "deploy")
+    student = Detector(config=tiny_detect_config(detection_set, tmp_path / "student", data__image_size=96,
+                                                 distill__teacher=str(run / "best.pt")))
+    with pytest.raises(ValueError, match="cannot teach"):
+        student.fit()
 
 
 def test_refusals_before_training(detection_set, tmp_path):

@@ -49,6 +49,10 @@ def deployment_report(checkpoint: str | Path, *, compare: Sequence[str | Path] =
         if (adapter.task, adapter.classes) != (ref.task, ref.classes):
             raise ValueError(f"{compare[i - 1]}: a {adapter.task} model of classes {adapter.classes}; the report "
                              f"compares models of {checkpoint}'s task ({ref.task}) and classes {ref.classes}")
+        if not adapter.supports_deploy_report:
+            raise ValueError(f"{checkpoint if i == 0 else compare[i - 1]}: {adapter.describe_model()} exports one "
+                             "image a call with its NMS inside, which the report's batch-32 ONNX Runtime timing and "
+                             "scoring do not take; `visiontl export` writes its model.onnx")
         folder = out if i == 0 else out / f"compare{i}-{adapter.run_dir.name}"
         meta = adapter.export(folder, formats=["onnx"], int8=adapter.supports_int8)
         scored = meta.get("int8_vs_float") or _score_float(adapter, folder / "model.onnx")

@@ -146,6 +146,7 @@ class TaskAdapter(Compression, Viewing):
         raise NotImplementedError
 
     supports_int8 = False  # export(int8=True): a static int8 ONNX model, scored against the float one
+    supports_deploy_report = True  # export --report: its ONNX graph is timed at batch 32 and scored by the task
     # (calibrated on sample_paths of the training data; scored by validation_step through onnx_outputs)
 
     def onnx_outputs(self, outputs: list[torch.Tensor]):

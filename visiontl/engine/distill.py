@@ -73,6 +73,9 @@ class Teacher:
         if adapter.task != task or adapter.classes != list(classes):
             raise ValueError(f"distill.teacher={checkpoint}: a {adapter.task} model of classes {adapter.classes}; "
                              f"the student is a {task} model of classes {list(classes)}")
+        if not adapter.supports_distillation:  # a teacher must give what a student of its kind can match
+            raise ValueError(f"distill.teacher={checkpoint}: {adapter.describe_model()} cannot teach (no "
+                             "distillation for this kind of model)")
         self.model = adapter.model.eval().requires_grad_(False)
 
     @torch.no_grad()

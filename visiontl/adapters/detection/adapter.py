@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -36,7 +37,7 @@ class Detector(TaskAdapter):
 
     Example::
 
-        det = Detector(backbone="mobilenet_v2", strategy="two_phase")
+        det = Detector(backbone="mobilenet_v2", strategy="two_phase")   # architecture="faster_rcnn": two-stage
         det.fit("data/trees/data.yaml", epochs=30, image_size=320)   # YOLO txt; or a COCO .json
         det.evaluate("data/trees/data.yaml")                          # precision, recall, mAP50, mAP50-95
         det.predict("field/", out_dir="preds")                        # JSON/CSV + images with boxes
@@ -49,8 +50,11 @@ class Detector(TaskAdapter):
     collate = staticmethod(collate)
 
     def __init__(self, *, backbone: str = "mobilenet_v2", weights: str = "imagenet", strategy: str = "full",
-                 classes: Sequence[str] | None = None, config: DetectConfig | None = None) -> None:
+                 architecture: str = "", classes: Sequence[str] | None = None,
+                 config: DetectConfig | None = None) -> None:
         super().__init__(config, backbone=backbone, weights=weights, strategy=strategy)
+        if architecture:  # yolo or faster_rcnn (model.architecture)
+            self.config.model = replace(self.config.model, architecture=architecture)
         self.classes = list(classes) if classes else None
         if self.classes:
             self._build()
@@ -194,8 +198,10 @@ class Detector(TaskAdapter):
         """Per image an (n, 6) tensor (x1 y1 x2 y2 pixels, score, class) after NMS at
         ``eval.iou``, scores ≥ ``conf``; and the YOLO head's raw outputs (None otherwise)."""
         e = self.config.eval
-        if self.two_stage:
-            self.model.set_thresholds(conf=conf, iou=e.iou, max_det=e.max_det)  # read by model's RoI heads
+        if self.two_stage:  # the RoI heads apply them: set on the model run (a running average is a copy)
+            for m in model.modules():
+                if isinstance(m, FasterRCNNModel):
+                    m.set_thresholds(conf=conf, iou=e.iou, max_det=e.max_det)
             return model(images), None
         decoded, raw = model(images)
         return non_max_suppression(decoded.float(), conf_thres=conf, iou_thres=e.iou, max_det=e.max_det), raw
@@ -354,6 +360,7 @@ class Detector(TaskAdapter):
     supports_int8 = property(lambda self: not self.two_stage)
     supports_pruning = property(lambda self: not self.two_stage)
     supports_distillation = property(lambda self: not self.two_stage)
+    supports_deploy_report = property(lambda self: not self.two_stage)  # its graph takes one image a call
 
     def prune_fixed(self, model) -> list[torch.nn.Module]:
         # the box distributions, the class scores and the fixed DFL decoding of the Detect head
