@@ -42,7 +42,7 @@ class DetectLossConfig:
 @dataclass
 class DetectEvalConfig:
     conf: float = 0.001  # score threshold for metrics (low, as mAP needs the whole PR curve)
-    iou: float = 0.7  # NMS IoU threshold
+    iou: float = 0.0  # NMS IoU threshold; 0 = the architecture's: yolo 0.7 (ultralytics'), faster_rcnn 0.5 (torchvision's)
     max_det: int = 300  # most detections kept per image
     predict_conf: float = 0.25  # score threshold for `predict` outputs
 
