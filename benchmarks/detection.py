@@ -41,7 +41,8 @@ def visiontl_run(data_yaml: Path, weights: str, args, out: Path, architecture: s
     cfg.data.augment.vflip, cfg.data.augment.mosaic = 0.5, args.mosaic
     cfg.model.backbone, cfg.model.weights = "mobilenet_v2", weights
     cfg.finetune.strategy, cfg.finetune.bn = args.strategy, args.bn
-    cfg.optim.lr, cfg.optim.warmup_epochs = args.lr, 1.0
+    cfg.optim.lr = args.frcnn_lr if architecture == "faster_rcnn" and args.frcnn_lr else args.lr
+    cfg.optim.warmup_epochs = 1.0
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = args.epochs, args.batch_size, args.workers
     cfg.train.out_dir, cfg.train.progress = str(out / "runs"), "log"
     cfg.train.name = f"visiontl-{architecture}-mobilenet_v2-{weights}-{args.strategy}-bn-{args.bn}"
@@ -53,7 +54,7 @@ def visiontl_run(data_yaml: Path, weights: str, args, out: Path, architecture: s
     model = "visiontl Faster R-CNN on" if architecture == "faster_rcnn" else "visiontl"
     speed = infer_images_per_s(det, det.datasets()[1])
     return {"model": f"{model} mobilenet_v2 ({'ImageNet' if weights != 'none' else 'random init'}, {args.strategy}, "
-                     f"finetune.bn={args.bn})", "architecture": architecture, "infer_images_per_s": speed,
+                     f"finetune.bn={args.bn}, lr {cfg.optim.lr:g})", "architecture": architecture, "infer_images_per_s": speed,
             "weights": det.model.backbone.weights_source, "seconds": seconds,
             "train_images_per_s": statistics.median(h["train/images_per_s"] for h in history),
             "mAP50-95": final["mAP50-95"], "mAP50": final["mAP50"], "run_dir": str(det.run_dir),
@@ -167,6 +168,7 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=0, help="default: 192 for trees, 256 for nuclei (2× the crops)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3, help="visiontl (AdamW, cosine)")
+    p.add_argument("--frcnn-lr", type=float, default=0.0, help="visiontl's Faster R-CNN (default: --lr)")
     p.add_argument("--mosaic", type=float, default=0.5, help="visiontl's mosaic probability")
     p.add_argument("--workers", type=int, default=0,
                    help="loader processes for both (0: in the training process, fastest on 2 cores)")

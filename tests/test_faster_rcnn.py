@@ -70,6 +70,9 @@ def test_pretrained_backbone_gets_frozen_batchnorm(detection_set, tmp_path):
     det = Detector(config=cfg, classes=DETECT_CLASSES)
     norms = [m for m in det.model.backbone.modules() if isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d))]
     assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
+    from visiontl.engine.finetune import normalised
+
+    assert normalised(det.model.backbone)  # so the backbone trains at the full LR, as torchvision's does
     reference = create_backbone("mobilenet_v2", weights="imagenet")
     torch.testing.assert_close(norms[0].running_mean, reference.stages[0][0][1].running_mean)
     # the pretrained statistics and affine survive training steps; the convolutions train

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d  # a detection backbone's BatchNorm (Faster R-CNN)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -122,7 +123,8 @@ class Backbone(nn.Module):
         return features
 
 
-NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d, nn.GroupNorm, nn.LayerNorm,
+         nn.modules.instancenorm._InstanceNorm)
 
 
 def block_groups(modules) -> list[nn.Module]:

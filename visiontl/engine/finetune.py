@@ -48,7 +48,7 @@ from dataclasses import replace
 
 from torch import nn
 
-from ..backbones.base import NORMS, freeze, set_bn_eval
+from ..backbones.base import NORMS, FrozenBatchNorm2d, freeze, set_bn_eval
 from .config import FinetuneConfig
 
 
@@ -243,7 +243,11 @@ class Finetuner:
     def table(self, epochs: int, base_lr: float, *, steps_per_epoch: int | None = None) -> str:
         """The dry-run: layer groups (consecutive alike ones folded), trainable or frozen, BN
         mode, peak LR and size, per phase, with each phase's schedule."""
-        if not self.normalised:
+        fixed = any(isinstance(m, FrozenBatchNorm2d) for g in self.groups for m in g.modules())
+        if fixed:
+            first = ("BatchNorm of the backbone: torchvision's FrozenBatchNorm2d, statistics and affine fixed, as in its "
+                     "detection models (finetune.bn=train keeps ordinary BatchNorm)")
+        elif not self.normalised:
             first = (f"the backbone has no BatchNorm; full / last_n train it at {self.cfg.backbone_lr_factor:g} × "
                      "the LR (finetune.backbone_lr_factor)")
         elif self.freeze_bn:
@@ -273,6 +277,8 @@ class Finetuner:
                 on = scales[i] > 0
                 bn = ("-" if not has_bn else "eval (frozen)" if not on else "eval (kept)" if self.freeze_bn
                       else "train")
+                if any(isinstance(m, FrozenBatchNorm2d) for m in group.modules()):
+                    bn = "fixed"
                 rows.append([i, i, n, "yes" if on else "no", bn, base_lr * scales[i]])
             folded = []
             for row in rows:  # consecutive frozen groups fold into one line
