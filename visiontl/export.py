@@ -112,7 +112,9 @@ def to_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
 
 
 def check_onnx(model: nn.Module, path: Path, example: torch.Tensor, *, atol: float = 1e-4) -> float:
-    """Run ``path`` with onnxruntime and compare with PyTorch; returns the max abs difference."""
+    """Run ``path`` with onnxruntime and compare with PyTorch; returns the max abs difference.
+    ``atol`` holds for outputs up to 1 in size and scales with larger ones (float32 rounding
+    is relative: a random-init inception_v3's logits of ~10 differ by 1.5e-4)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -121,8 +123,10 @@ def check_onnx(model: nn.Module, path: Path, example: torch.Tensor, *, atol: flo
         want = model.eval()(example)
     want = want if isinstance(want, (tuple, list)) else (want,)
     diff = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
-    if diff > atol:
-        raise AssertionError(f"{path}: onnxruntime differs from PyTorch by {diff:.2e} (> {atol:g})")
+    scale = max([1.0, *(float(w.abs().max()) for w in want if w.numel())])
+    if diff > atol * scale:
+        raise AssertionError(f"{path}: onnxruntime differs from PyTorch by {diff:.2e} (> {atol:g} × {scale:.3g}, "
+                             "the outputs' largest size)")
     return diff
 
 
