@@ -205,7 +205,7 @@ def test_impossible_settings_are_named_before_any_work(image_folder, tmp_path, c
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("setting", ["data.image_size=0", "data.val_fraction=1", "data.val_fraction=-0.1",
+@pytest.mark.parametrize("setting", ["data.image_size=-1", "data.val_fraction=1", "data.val_fraction=-0.1",
                                      "loss.label_smoothing=5"])
 def test_impossible_data_and_loss_values_are_named(image_folder, tmp_path, capsys, setting):
     argv = ["train", "classify", f"data.train={image_folder}", f"train.out_dir={tmp_path / 'runs'}", setting,
