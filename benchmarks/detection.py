@@ -94,7 +94,7 @@ def speed_side_by_side(data_yaml: Path, args, rounds: int = 7) -> list[dict]:
     times = {a: {"train": [], "infer": []} for a in detectors}
     optimizers = {}
     for a, det in detectors.items():
-        det.classes = first.classes
+        det.classes = list(train.classes)
         det._build()
         optimizers[a] = torch.optim.AdamW(det.model.parameters(), lr=1e-4)
     for r in range(rounds + 1):  # round 0 warms up
