@@ -112,7 +112,12 @@ def test_trains_through_the_engine_predicts_exports_and_loads(detection_set, tmp
     loaded = Detector.load(run / "best.pt")
     assert loaded.config.model.architecture == "faster_rcnn"
     again = loaded.predict(images, conf=0.05)
-    assert [r["objects"] for r in again] == [r["objects"] for r in results]
+    # the same weights and the same best score per image (a barely trained model scores many boxes
+    # alike, and NMS among equal scores may keep other boxes: seen on torch 2.6)
+    trained = det.model.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in loaded.model.state_dict().items())
+    assert [max((o["score"] for o in r["objects"]), default=0) for r in again] == \
+        [max((o["score"] for o in r["objects"]), default=0) for r in results]
     # ONNX (one image a call, NMS inside), checked against PyTorch by the exporter
     meta = loaded.export(tmp_path / "export")
     assert set(meta["files"]) == {"onnx"} and meta["onnx_max_abs_diff_vs_pytorch"] < 1e-3
