@@ -26,9 +26,10 @@ from ...results import DetectResult, Results
 from .config import DetectConfig
 from .loss import DetectionLoss
 from .metrics import match, summarize
-from .model import DetectionModel
+from .model import DecodedOnly, DetectionModel
 from .native import NativeDetector, build_native
-from .two_stage import FasterRCNNModel, freeze_batchnorm, is_detector_weights, load_detector_weights, targets
+from .two_stage import (FasterRCNNModel, OneImage, freeze_batchnorm, is_detector_weights, load_detector_weights,
+                        targets)
 
 
 class Detector(TaskAdapter):
@@ -343,7 +344,7 @@ class Detector(TaskAdapter):
         if self.two_stage:  # torchvision's detection export: one image a call, NMS inside, ONNX only
             net.set_thresholds(conf=e.conf, iou=self.nms_iou, max_det=e.max_det)  # every detection; users keep ≥ predict_conf
             return ExportGraph(
-                _OneImage(net).eval(),
+                OneImage(net).eval(),
                 {"boxes": "(detections, 4): x1 y1 x2 y2 in input pixels", "scores": "(detections,)",
                  "labels": "(detections,): class index into classes"},
                 size=size, one_image=True, formats=("onnx",),
@@ -353,7 +354,7 @@ class Detector(TaskAdapter):
                 meta={"nms": {"step": f"inside the graph, at score ≥ {e.conf}; keep scores ≥ conf for predictions",
                               "conf": e.predict_conf, "iou": self.nms_iou, "max_det": e.max_det}})
         return ExportGraph(
-            _Decoded(net).eval(),
+            DecodedOnly(net).eval(),
             {"predictions": "(batch, 4 + classes, anchors): box centre x, centre y, width, height in input pixels, "
                             "then one sigmoid score per class"},
             size=size, note="letterboxed: longer side resized to the size, centred, padded with 114/255; the "
@@ -393,26 +394,3 @@ class Detector(TaskAdapter):
             return super().export(out_dir, **kwargs)
         finally:
             head.dynamic, head.shape = False, None
-
-
-class _OneImage(torch.nn.Module):
-    """Faster R-CNN in eval mode → boxes, scores, labels of its one input image."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        found = self.model(images)[0]
-        return found[:, :4], found[:, 4], found[:, 5].long()
-
-
-class _Decoded(torch.nn.Module):
-    """Eval-mode detector → its decoded predictions only (what ONNX carries)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)[0]

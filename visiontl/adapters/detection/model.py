@@ -40,14 +40,14 @@ class PAN(nn.Module):
         return x
 
 
-def stride_levels(backbone: Backbone) -> list[int]:
-    """Index of the last stage at each of strides 8, 16, 32 (or a clear error)."""
+def stride_levels(backbone: Backbone, strides: tuple[int, ...] = STRIDES, needed_by: str = "detection") -> list[int]:
+    """Index of the last stage at each of ``strides`` (or a clear error)."""
     reductions = [f.reduction for f in backbone.feature_info]
-    missing = [s for s in STRIDES if s not in reductions]
+    missing = [s for s in strides if s not in reductions]
     if missing:
         raise ValueError(f"backbone {backbone.name!r} has no stage at stride(s) {missing} "
-                         f"(its strides: {reductions}); detection needs 8, 16 and 32")
-    return [max(i for i, r in enumerate(reductions) if r == s) for s in STRIDES]
+                         f"(its strides: {reductions}); {needed_by} needs {', '.join(map(str, strides))}")
+    return [max(i for i, r in enumerate(reductions) if r == s) for s in strides]
 
 
 class DetectionModel(nn.Module):
@@ -80,3 +80,14 @@ class DetectionModel(nn.Module):
                   nn.functional.interpolate(features[i], size=(h // s, w // s), mode="bilinear", align_corners=False)
                   for i, s in zip(self.levels, STRIDES)]
         return self.head(self.neck(levels))
+
+
+class DecodedOnly(nn.Module):
+    """Eval-mode detector → its decoded predictions only (what ONNX carries)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)[0]

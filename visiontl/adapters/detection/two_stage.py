@@ -28,6 +28,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ...backbones import BACKBONES, Backbone
 from ...backbones.weights import WeightsFile, load_state_dict, resolve
+from .model import stride_levels
 
 FPN_STRIDES = (4, 8, 16, 32)
 COCO_SIDE = 800  # the shorter side torchvision's COCO models were trained at; its anchors are 32 … 512 there
@@ -35,16 +36,6 @@ COCO_FASTER_RCNN = {  # registry backbone → torchvision's COCO detector of thi
     "resnet50": WeightsFile(tag="coco", filename="fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
                             url="https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"),
 }
-
-
-def fpn_levels(backbone: Backbone) -> list[int]:
-    """Index of the last stage at each of strides 4, 8, 16, 32 (or a clear error)."""
-    reductions = [f.reduction for f in backbone.feature_info]
-    missing = [s for s in FPN_STRIDES if s not in reductions]
-    if missing:
-        raise ValueError(f"backbone {backbone.name!r} has no stage at stride(s) {missing} "
-                         f"(its strides: {reductions}); faster_rcnn's pyramid needs 4, 8, 16 and 32")
-    return [max(i for i, r in enumerate(reductions) if r == s) for s in FPN_STRIDES]
 
 
 def anchor_sizes(image_size: int, smallest: int = 0) -> tuple[int, ...]:
@@ -88,7 +79,7 @@ class FasterRCNNModel(nn.Module):
                  anchor_size: int = 0, rois: int = 128) -> None:
         super().__init__()
         self.backbone = backbone
-        self.levels = fpn_levels(backbone)
+        self.levels = stride_levels(backbone, FPN_STRIDES, "faster_rcnn's pyramid")
         width = width or 256  # torchvision's pyramid width
         self.fpn = FeaturePyramidNetwork([backbone.feature_info[i].channels for i in self.levels], width,
                                          extra_blocks=LastLevelMaxPool())
@@ -180,3 +171,15 @@ def load_detector_weights(model: FasterRCNNModel, weights: str, backbone_name: s
     if left:
         raise ValueError(f"{source}: the detector file lacks {left[:4]}")
     return source
+
+
+class OneImage(nn.Module):
+    """Faster R-CNN in eval mode → boxes, scores, labels of its one input image (what ONNX carries)."""
+
+    def __init__(self, model: FasterRCNNModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        found = self.model(images)[0]
+        return found[:, :4], found[:, 4], found[:, 5].long()
