@@ -55,6 +55,11 @@ def test_task_help_lists_every_config_key_with_type_default_and_meaning(task, ca
         line = next(line for line in out.splitlines() if line.strip().startswith(f"{key}="))
         assert f"{key}={default}" in line and tp in line and doc in line
     assert "--dry-run" in out  # the command's own options come first
+    # the defaults shown are the task's own, also in the sections the tasks share
+    cfg = TASKS[task][1]()
+    for key in ("finetune.strategy", "train.epochs", "train.min_steps_per_epoch"):
+        section, name = key.split(".")
+        assert f"{key}={getattr(getattr(cfg, section), name)} " in out, key
 
 
 def test_help_of_an_unknown_task_names_the_valid_ones(capsys):

@@ -177,20 +177,21 @@ def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str, str]]:
     """``(key, type, default, description)`` for every leaf field of the config dataclass
     ``cls``, nested sections as dotted keys; the description is the field's trailing comment
-    in the source (what ``visiontl train TASK --help`` lists)."""
+    in the source (what ``visiontl train TASK --help`` lists). Defaults are read from an
+    instance, so a task's own defaults for a shared section (segmentation's
+    ``finetune.strategy: full``) are the ones shown."""
     rows = []
     hints = typing.get_type_hints(cls)
     comments = _field_comments(cls)
+    defaults = cls() if defaults is None else defaults
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+        tp, default = hints[f.name], getattr(defaults, f.name)
         if dataclasses.is_dataclass(tp):
-            rows += describe(tp, f"{prefix}{f.name}.")
+            rows += describe(tp, f"{prefix}{f.name}.", default)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
         rows.append((prefix + f.name, _type_name(tp), yaml.safe_dump(default, default_flow_style=True).strip()
                      .removesuffix("...").strip(), comments.get(f.name, "")))
     return rows
