@@ -99,6 +99,7 @@ def test_trains_through_the_engine_predicts_exports_and_loads(detection_set, tmp
     losses = [h["train/loss"] for h in history]
     assert losses[-1] < 0.6 * losses[0], losses
     assert all(0 <= h["val/mAP50-95"] <= 1 for h in history)
+    assert all(h["val/loss"] > 0 for h in history)  # torchvision's four losses on the validation images
     run = det.run_dir
     assert (run / "best.pt").is_file() and (run / "val_predictions.png").is_file()
     config = (run / "config.yaml").read_text()
@@ -136,6 +137,27 @@ def test_trains_through_the_engine_predicts_exports_and_loads(detection_set, tmp
                                                  distill__teacher=str(run / "best.pt")))
     with pytest.raises(ValueError, match="cannot teach"):
         student.fit()
+
+
+def test_validation_loss_changes_nothing(detection_set):
+    """The losses torchvision computes in training mode, on validation images: no statistics,
+    modes or random stream of the run move."""
+    det = Detector(config=_config(detection_set, "unused", data__image_size=64, model__backbone="mobilenet_v2",
+                                  model__weights="none"), classes=DETECT_CLASSES)
+    model = det.model.eval()
+    train, _ = det.datasets()
+    batch = det.collate([train[i] for i in range(2)])
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    parts = two_stage.validation_losses(model, batch["img"], two_stage.targets(batch))
+    assert set(parts) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    assert all(torch.isfinite(v) for v in parts.values()) and sum(parts.values()) > 0
+    assert all(torch.equal(v, buffers[k]) for k, v in model.state_dict().items())  # BatchNorm statistics too
+    assert not any(m.training for m in model.modules())
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    with torch.no_grad():  # as the engine validates
+        out = det.validation_step(model, batch)
+    assert torch.isclose(out["loss"] / out["n"], sum(parts.values()))  # the same sampling on the same stream
 
 
 def test_refusals_before_training(detection_set, tmp_path):

@@ -29,7 +29,7 @@ from .metrics import match, summarize
 from .model import DecodedOnly, DetectionModel
 from .native import NativeDetector, build_native
 from .two_stage import (FasterRCNNModel, OneImage, freeze_batchnorm, is_detector_weights, load_detector_weights,
-                        targets)
+                        targets, validation_losses)
 
 
 class Detector(TaskAdapter):
@@ -217,9 +217,11 @@ class Detector(TaskAdapter):
 
     def validation_step(self, model, batch) -> dict:
         detections, raw = self.detect(model, batch["img"], self.config.eval.conf)
-        # an exported model gives the decoded predictions only (onnx_outputs), and torchvision's
-        # Faster R-CNN computes losses in training mode only: no validation loss
-        loss = self.criterion(raw, batch)[0] if raw is not None else torch.tensor(float("nan"))
+        if self.two_stage:  # the sum of torchvision's four losses, as in training_step
+            net = next(m for m in model.modules() if isinstance(m, FasterRCNNModel))
+            loss = sum(validation_losses(net, batch["img"], targets(batch)).values())
+        else:  # an exported model gives the decoded predictions only (onnx_outputs): no loss
+            loss = self.criterion(raw, batch)[0] if raw is not None else torch.tensor(float("nan"))
         out = {"loss": loss.detach() * len(detections), "n": len(detections), "tp": [], "conf": [], "pred_cls": [],
                "target_cls": [], "detections": []}
         for det, boxes, labels in zip(detections, batch["boxes"], batch["labels"]):

@@ -122,6 +122,26 @@ class FasterRCNNModel(nn.Module):
                 for d in detections]
 
 
+@torch.no_grad()
+def validation_losses(model: FasterRCNNModel, images: torch.Tensor, targets: list[dict]) -> dict[str, torch.Tensor]:
+    """torchvision's four training losses on a validation batch, changing nothing: its RPN and
+    RoI heads compute losses only in training mode, so ``model`` runs in it with every
+    normalisation layer kept in eval mode (no statistics move) and on a forked random stream
+    (the anchors and RoIs sampled for the losses leave training's own randomness as it was)."""
+    modes = [(m, m.training) for m in model.modules()]
+    devices = [images.device] if images.is_cuda else []
+    try:
+        model.train()
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._NormBase):
+                m.eval()
+        with torch.random.fork_rng(devices=devices):
+            return model(images, targets)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 def targets(batch: dict) -> list[dict]:
     """The detection batch's per-image boxes as torchvision's targets: crowd regions (label
     < 0) left out, labels shifted past the background, boxes without area dropped."""
