@@ -200,6 +200,9 @@ def test_fit_learns_writes_plots_predicts_and_reloads(tmp_path):
     history = seg.fit()
     assert {"val/mIoU", "val/mDice", "val/pixel_accuracy", "val/loss"} <= set(history[-1])
     assert history[-1]["train/loss"] < history[0]["train/loss"]
+    # the loss's parts are logged too, and add up to it (weights 1 and 1)
+    assert all(np.isclose(h["train/ce"] + h["train/dice"], h["train/loss"], rtol=1e-4) for h in history)
+    assert history[-1]["train/dice"] < history[0]["train/dice"]
     assert max(h["val/mIoU"] for h in history) > 0.5  # chance is about 0.2 here
     assert seg._class_weights[1] > seg._class_weights[0]  # discs are rarer than background
     run = seg.run_dir
@@ -208,6 +211,7 @@ def test_fit_learns_writes_plots_predicts_and_reloads(tmp_path):
     for name in ("curves.png", "per_class_iou.png", "confusion_matrix.png", "val_predictions.png"):
         arr = np.asarray(Image.open(run / name).convert("L"), dtype=np.float32)
         assert arr.shape[0] > 200 and arr.std() > 5, f"{name} looks empty"
+    assert {"train/ce", "train/dice"} <= set(next(csv.DictReader(open(run / "metrics.csv"))))
     rows = list(csv.DictReader(open(run / "per_class.csv")))
     assert [r["class"] for r in rows] == SEGMENT_CLASSES
 

@@ -25,13 +25,17 @@ def short(text: str, limit: int = 24) -> str:
 
 
 def curves(history: list[dict], path: str | Path) -> Path:
-    """One panel for losses, one for every other validation metric, against epochs."""
+    """One panel for losses (the training loss's named parts dashed), one for every other
+    validation metric, against epochs."""
     epochs = [h["epoch"] for h in history]
     losses = [k for k in history[0] if k.endswith("loss")]
+    parts = [k for k in history[0] if k.startswith("train/") and k not in losses and k != "train/images_per_s"]
     others = [k for k in history[0] if k.startswith("val/") and not k.endswith("loss")]
     fig, axes = subplots(1, 2, figsize=(11, 4))
     for k in losses:
         axes[0].plot(epochs, [h.get(k, np.nan) for h in history], marker="o", label=k)
+    for k in parts:
+        axes[0].plot(epochs, [h.get(k, np.nan) for h in history], linestyle="--", label=k)
     axes[0].set(title="loss", xlabel="epoch")
     for k in others:
         axes[1].plot(epochs, [h.get(k, np.nan) for h in history], marker="o", label=k)
