@@ -130,13 +130,32 @@ def bars(names: Sequence[str], values: Sequence[float], path: str | Path, *, yla
     return save(fig, path)
 
 
+def label_offsets(ax, points: Sequence[tuple[float, float]], *, width: float = 75, height: float = 10) -> list[float]:
+    """Vertical offsets (points) for labels beside ``points`` so none covers another: from
+    the top point down, a label that would overlap one already placed moves below it.
+    ``width`` and ``height`` are a label's size in points (18 characters of 8-point text)."""
+    ax.autoscale_view()
+    scale = 72 / ax.figure.dpi  # display pixels → points
+    placed: list[tuple[float, float]] = []
+    offsets = [4.0] * len(points)
+    for i in sorted(range(len(points)), key=lambda i: -points[i][1]):
+        px, py = (v * scale for v in ax.transData.transform(points[i]))
+        dy = 4.0
+        while any(abs(px - qx) < width and abs(py + dy - qy) < height for qx, qy in placed):
+            dy -= height
+        placed.append((px, py + dy))
+        offsets[i] = dy
+    return offsets
+
+
 def pareto(ax, points: Sequence[tuple[float, float, str, str]], *, higher_y: bool, higher_x: bool,
            front: bool = True) -> None:
     """``points`` (x, y, label, colour) on ``ax``, labelled, and with ``front`` the Pareto front
     (the points no other beats on both axes) joined by a dashed line."""
     for x, y, name, colour in points:
         ax.scatter(x, y, s=40, color=colour)
-        ax.annotate(short(name, 18), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for (x, y, name, _), dy in zip(points, label_offsets(ax, [(p[0], p[1]) for p in points])):
+        ax.annotate(short(name, 18), (x, y), textcoords="offset points", xytext=(4, dy), fontsize=8)
     kept, best_y = [], None  # best x first; kept when better on y than everything before it
     for x, y, *_ in sorted(points, key=lambda p: -p[0] if higher_x else p[0]):
         if best_y is None or (y > best_y if higher_y else y < best_y):
