@@ -138,3 +138,22 @@ def test_timm_weights_unavailable_fail_fast(monkeypatch):
     with pytest.raises(WeightsUnavailable, match="timm:resnet18"):
         create_backbone("timm:resnet18", weights="imagenet")
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_state_dict_keys_reads_the_keys_of_every_kind_of_file(tmp_path):
+    """The keys without the tensors: safetensors, torch's zip format (also inside a checkpoint's
+    ``model``), and a legacy torch file, all as load_state_dict gives them."""
+    from safetensors.torch import save_file
+
+    from visiontl.backbones.weights import load_state_dict, state_dict_keys
+
+    sd = {"backbone.body.conv1.weight": torch.randn(4, 3, 3, 3), "rpn.head.conv.bias": torch.zeros(4)}
+    files = {"plain.pt": sd, "checkpoint.pth": {"model": sd, "epoch": 3}}
+    for name, obj in files.items():
+        torch.save(obj, tmp_path / name)
+    torch.save(sd, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    save_file(sd, str(tmp_path / "weights.safetensors"))
+    for name in ("plain.pt", "checkpoint.pth", "legacy.pt", "weights.safetensors"):
+        assert sorted(state_dict_keys(tmp_path / name)) == sorted(load_state_dict(tmp_path / name)) == sorted(sd)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        state_dict_keys(tmp_path / "missing.pt")

@@ -180,6 +180,27 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickles with code in them are refused here, on purpose
         raise ValueError(f"{path}: cannot be loaded as weights ({type(e).__name__}: {e})") from e
+    return _unwrap(obj, path)
+
+
+def state_dict_keys(path: str | Path) -> list[str]:
+    """The keys of a weights file without reading its tensors: safetensors' header, or torch's
+    zip format memory-mapped (a legacy torch file is loaded whole)."""
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            return list(f.keys())
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip-format file (or not a file): the whole load says why
+        return list(load_state_dict(path))
+    return list(_unwrap(obj, path))
+
+
+def _unwrap(obj, path: Path) -> dict:
+    """The state dict inside a loaded file: itself, or a checkpoint's ``model`` / ``state_dict``."""
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]  # a visiontl or plain training checkpoint
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

@@ -27,7 +27,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ...backbones import BACKBONES, Backbone
-from ...backbones.weights import WeightsFile, load_state_dict, resolve
+from ...backbones.weights import WeightsFile, load_state_dict, resolve, state_dict_keys
 from .model import stride_levels
 
 FPN_STRIDES = (4, 8, 16, 32)
@@ -158,7 +158,7 @@ def is_detector_weights(weights: str) -> bool:
         return True
     if weights.lower() in ("none", "imagenet") or not weights.endswith((".pth", ".pt", ".safetensors")):
         return False
-    return any(k.startswith("backbone.body.") for k in load_state_dict(weights))
+    return any(k.startswith("backbone.body.") for k in state_dict_keys(weights))  # the tensors are read once, later
 
 
 def load_detector_weights(model: FasterRCNNModel, weights: str, backbone_name: str) -> str:
