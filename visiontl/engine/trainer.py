@@ -145,8 +145,8 @@ class Trainer:
             phase_steps = phase_epochs * steps_per_epoch
             phase_step = (epoch - phase_start) * steps_per_epoch
             phase_warmup = self.finetuner.warmup_steps(phase_start, phase_steps, warmup)
-            loss_sum, n_batches, lr, t0 = torch.zeros((), device=device), 0, ocfg.lr, time.perf_counter()
-            part_sums: dict[str, torch.Tensor] = {}  # the loss's named parts (box, cls, dice, …), averaged too
+            # the loss and its named parts (box, cls, dice, …), summed over the epoch's batches
+            sums, n_batches, lr, t0 = {"loss": torch.zeros((), device=device)}, 0, ocfg.lr, time.perf_counter()
             if use_cache:
                 epoch_train.dataset.new_epoch()  # which augmented view of each image, from this epoch's seed
             batches = Progress(epoch_train, total=len(epoch_train), desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -166,23 +166,22 @@ class Trainer:
                     if self.average is not None:
                         self.average.update_parameters(model)
                     step, phase_step = step + 1, phase_step + 1
-                loss_sum += out["loss"].detach().float()
                 for k, v in out.items():
-                    if k != "loss" and torch.is_tensor(v) and v.ndim == 0:
-                        part_sums[k] = part_sums.get(k, 0.0) + v.detach().float()
+                    if torch.is_tensor(v) and v.ndim == 0:
+                        sums[k] = sums.get(k, 0.0) + v.detach().float()
                 n_batches += 1
                 if n_batches % 10 == 0:  # reading the loss waits for the device: not every step
-                    batches.show(loss=loss_sum.item() / n_batches, lr=lr)
+                    batches.show(loss=sums["loss"].item() / n_batches, lr=lr)
             if distributed:
-                for total in (loss_sum, *part_sums.values()):
+                for total in sums.values():
                     torch.distributed.all_reduce(total)
                     total /= dist.world_size()
                 for buffer in model.buffers():  # BN statistics: rank 0's, so every rank validates the same model
                     torch.distributed.broadcast(buffer, src=0)
             seen = min(len(epoch_train.sampler), len(epoch_train) * self.batch_size) * dist.world_size()
             lr = max(g["lr"] for g in optimizer.param_groups)  # the head's: what the strategy made of the schedule
-            metrics = {"epoch": epoch + 1, "lr": lr, "train/loss": loss_sum.item() / max(n_batches, 1),
-                       **{f"train/{k}": float(v) / max(n_batches, 1) for k, v in part_sums.items()},
+            metrics = {"epoch": epoch + 1, "lr": lr,
+                       **{f"train/{k}": float(v) / max(n_batches, 1) for k, v in sums.items()},
                        "train/images_per_s": seen / (time.perf_counter() - t0)}
             if epoch_val is not None:
                 val = self.evaluate(self._validated(net), epoch_val).metrics

@@ -28,8 +28,8 @@ from .loss import DetectionLoss
 from .metrics import match, summarize
 from .model import DecodedOnly, DetectionModel
 from .native import NativeDetector, build_native
-from .two_stage import (FasterRCNNModel, OneImage, freeze_batchnorm, is_detector_weights, load_detector_weights,
-                        targets, validation_losses)
+from .two_stage import (FasterRCNNModel, OneImage, faster_rcnn_in, freeze_batchnorm, is_detector_weights,
+                        load_detector_weights, targets, validation_losses)
 
 
 class Detector(TaskAdapter):
@@ -208,9 +208,7 @@ class Detector(TaskAdapter):
         ``nms_iou``, scores ≥ ``conf``; and the YOLO head's raw outputs (None otherwise)."""
         e = self.config.eval
         if self.two_stage:  # the RoI heads apply them: set on the model run (a running average is a copy)
-            for m in model.modules():
-                if isinstance(m, FasterRCNNModel):
-                    m.set_thresholds(conf=conf, iou=self.nms_iou, max_det=e.max_det)
+            faster_rcnn_in(model).set_thresholds(conf=conf, iou=self.nms_iou, max_det=e.max_det)
             return model(images), None
         decoded, raw = model(images)
         return non_max_suppression(decoded.float(), conf_thres=conf, iou_thres=self.nms_iou, max_det=e.max_det), raw
@@ -218,8 +216,7 @@ class Detector(TaskAdapter):
     def validation_step(self, model, batch) -> dict:
         detections, raw = self.detect(model, batch["img"], self.config.eval.conf)
         if self.two_stage:  # the sum of torchvision's four losses, as in training_step
-            net = next(m for m in model.modules() if isinstance(m, FasterRCNNModel))
-            loss = sum(validation_losses(net, batch["img"], targets(batch)).values())
+            loss = sum(validation_losses(faster_rcnn_in(model), batch["img"], targets(batch)).values())
         else:  # an exported model gives the decoded predictions only (onnx_outputs): no loss
             loss = self.criterion(raw, batch)[0] if raw is not None else torch.tensor(float("nan"))
         out = {"loss": loss.detach() * len(detections), "n": len(detections), "tp": [], "conf": [], "pred_cls": [],

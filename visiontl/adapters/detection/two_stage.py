@@ -122,6 +122,12 @@ class FasterRCNNModel(nn.Module):
                 for d in detections]
 
 
+def faster_rcnn_in(model: nn.Module) -> FasterRCNNModel:
+    """The Faster R-CNN a validation or prediction runs: ``model`` itself, or the one inside a
+    wrapper (the running average's copy, DDP)."""
+    return next(m for m in model.modules() if isinstance(m, FasterRCNNModel))
+
+
 @torch.no_grad()
 def validation_losses(model: FasterRCNNModel, images: torch.Tensor, targets: list[dict]) -> dict[str, torch.Tensor]:
     """torchvision's four training losses on a validation batch, changing nothing: its RPN and
