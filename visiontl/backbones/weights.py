@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -167,8 +168,10 @@ def availability(files: Sequence[WeightsFile]) -> str:
     return {"cache": "cached", "package": f"shipped ({wf.package})", "download": "downloadable"}[kind]
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state dict safely (safetensors, or torch.load with ``weights_only=True``)."""
+def load_state_dict(path: str | Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """Load a state dict safely (safetensors, or torch.load with ``weights_only=True``): the
+    file itself, or a checkpoint's ``model`` / ``state_dict``. ``mmap``: a torch zip-format
+    file is memory-mapped, its tensors read only when used."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
@@ -176,31 +179,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # a legacy (non-zip) torch file cannot be memory-mapped: it is read whole
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except Exception as e:  # pickles with code in them are refused here, on purpose
         raise ValueError(f"{path}: cannot be loaded as weights ({type(e).__name__}: {e})") from e
-    return _unwrap(obj, path)
-
-
-def state_dict_keys(path: str | Path) -> list[str]:
-    """The keys of a weights file without reading its tensors: safetensors' header, or torch's
-    zip format memory-mapped (a legacy torch file is loaded whole)."""
-    path = Path(path)
-    if path.suffix == ".safetensors" and path.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            return list(f.keys())
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip-format file (or not a file): the whole load says why
-        return list(load_state_dict(path))
-    return list(_unwrap(obj, path))
-
-
-def _unwrap(obj, path: Path) -> dict:
-    """The state dict inside a loaded file: itself, or a checkpoint's ``model`` / ``state_dict``."""
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]  # a visiontl or plain training checkpoint
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -208,6 +190,17 @@ def _unwrap(obj, path: Path) -> dict:
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
     return obj
+
+
+def state_dict_keys(path: str | Path) -> list[str]:
+    """The keys of a weights file without reading its tensors: safetensors' header, or torch's
+    zip format memory-mapped (a legacy torch file is loaded whole)."""
+    if Path(path).suffix == ".safetensors" and Path(path).is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            return list(f.keys())
+    return list(load_state_dict(path, mmap=True))
 
 
 def _read(path: Path, wf: WeightsFile) -> dict[str, torch.Tensor]:
