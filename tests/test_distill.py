@@ -10,7 +10,7 @@ from conftest import (make_detection_set, make_image_folder, make_segmentation_s
 from visiontl.adapters import Classifier, Detector, Segmenter, load
 from visiontl.cli import main
 from visiontl.engine import DistillConfig
-from visiontl.engine.distill import mix, soft_loss, soft_scores
+from visiontl.engine.distill import mix, soft_loss, soft_scores, verdict
 
 
 def test_soft_loss_is_t_squared_kl_and_weight_zero_is_the_task_loss():
@@ -28,6 +28,15 @@ def test_soft_loss_is_t_squared_kl_and_weight_zero_is_the_task_loss():
     assert mix(task, s, t, DistillConfig(weight=1.0, temperature=3.0)) == pytest.approx(float(want), rel=1e-5)
 
 
+def test_the_verdict_says_when_a_student_has_caught_up_with_its_teacher():
+    ahead = verdict({"accuracy": 0.70}, {"accuracy": 0.90}, "val/accuracy", "max")
+    assert "val/accuracy 0.9000; the student's best epoch: 0.7000" in ahead and "caught up" not in ahead
+    assert "caught up" in verdict({"accuracy": 0.86}, {"accuracy": 0.85}, "val/accuracy", "max")
+    assert "caught up" in verdict({"loss": 1.0}, {"loss": 1.2}, "val/loss", "min")
+    assert "caught up" not in verdict({"loss": 1.3}, {"loss": 1.2}, "val/loss", "min")
+    assert verdict({"accuracy": 0.7}, {"f1": 0.9}, "val/f1", "max") == ""  # a metric one side lacks: nothing said
+
+
 def test_a_student_distils_from_the_command_line_and_is_a_normal_run(tmp_path, capsys):
     data = make_image_folder(tmp_path / "data", per_class=12)
     teacher = Classifier(config=tiny_config(data, tmp_path / "runs", train__epochs=4, train__name="teacher",
@@ -39,6 +48,10 @@ def test_a_student_distils_from_the_command_line_and_is_a_normal_run(tmp_path, c
     assert main(["distill", "classify", "--teacher", str(best), "model.backbone=resnet18", "train.name=student",
                  "train.epochs=8", "train.seed=1", "distill.weight=1.0", "distill.temperature=2"]) == 0  # the teacher's soft targets alone
     run = tmp_path / "runs" / "student"
+    # the end of the run says where the student stands against its teacher, on the same images
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("teacher on the same")]
+    assert len(said) == 1 and said[0] in (run / "summary.txt").read_text()
+    assert 0 <= float(said[0].split("val/accuracy ")[1].split(";")[0]) <= 1
     assert "distill:\n  teacher: " in (run / "config.yaml").read_text().replace("'", "")
     # a normal run: loads, predicts, exports. last.pt: the end of what distillation optimised
     # (best.pt is the epoch of best val accuracy, whose distance to the teacher varies)

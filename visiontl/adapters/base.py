@@ -23,7 +23,7 @@ from .viewing import Viewing
 from ..results import Results
 from ..engine import (Finetuner, Trainer, Validation, check_settings, evaluate, load_checkpoint,
                       seeded)
-from ..engine import prune
+from ..engine import distill, prune
 from ..engine.distill import Teacher
 from ..engine.finetune import choose, normalised
 from ..engine.lr_finder import LRFinderResult, lr_find
@@ -368,6 +368,11 @@ class TaskAdapter(Compression, Viewing):
             self.write_evaluation(run_dir, self._val_set, final.details)
             lines.append("best checkpoint on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in final.metrics.items()))
             lines.append(self.best_vs_last(history)[1])
+            if self.teacher is not None:  # is the teacher still ahead? (else it holds the student back)
+                taught = distill.verdict(final.metrics, self._validate(self._val_set, model=self.teacher.model).metrics,
+                                         *resolve_monitor(self.config.train.monitor, self.monitor))
+                print(taught)
+                lines.append(taught)
         write_summary(run_dir, lines)
 
     def best_vs_last(self, history: list[dict]) -> tuple[dict, str]:

@@ -61,6 +61,23 @@ def mix(task_loss: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor, c
     return (1 - cfg.weight) * task_loss + cfg.weight * soft_loss(student, teacher, cfg.temperature, mask)
 
 
+def verdict(student: dict[str, float], teacher: dict[str, float], monitor: str, mode: str) -> str:
+    """One line comparing the student's best epoch with its teacher on the same validation
+    images, and what to do when the student has caught up: from then on the soft targets pull
+    it back toward the teacher (benchmarks/RESULTS.md, compression: on Fashion-MNIST a student
+    that reached its teacher alone ended below the labels-only run; on textures, a teacher far
+    ahead of the student lifted it by 5.5 points)."""
+    key = monitor.removeprefix("val/")
+    if key not in student or key not in teacher:
+        return ""
+    s, t = student[key], teacher[key]
+    line = f"teacher on the same validation images: {monitor} {t:.4f}; the student's best epoch: {s:.4f}"
+    if (s >= t) if mode == "max" else (s <= t):
+        line += (" -- the student has caught up with its teacher, whose soft targets now hold it back: "
+                 "a stronger teacher, or the student trained on the labels alone (visiontl train), may do better")
+    return line
+
+
 class Teacher:
     """A trained model (``distill.teacher``, a visiontl checkpoint) kept frozen and in eval
     mode; ``teacher(images)`` runs it on the images' device without gradients. It must be
