@@ -371,8 +371,9 @@ class TaskAdapter(Compression, Viewing):
             if self.teacher is not None:  # is the teacher still ahead? (else it holds the student back)
                 taught = distill.verdict(final.metrics, self._validate(self._val_set, model=self.teacher.model).metrics,
                                          *resolve_monitor(self.config.train.monitor, self.monitor))
-                print(taught)
-                lines.append(taught)
+                if taught:
+                    print(taught)
+                    lines.append(taught)
         write_summary(run_dir, lines)
 
     def best_vs_last(self, history: list[dict]) -> tuple[dict, str]:
