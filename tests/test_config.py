@@ -15,6 +15,22 @@ def test_yaml_then_overrides_with_types(tmp_path):
     assert cfg.loss.class_weights == [1.0, 2.0] and cfg.finetune.strategy == "two_phase"
 
 
+def test_a_task_keeps_its_own_section_defaults_when_another_key_of_the_section_is_set(tmp_path):
+    """Segmentation's ``train.min_steps_per_epoch: 8`` and ``finetune.strategy: full``, style
+    transfer's ``optim.weight_decay: 0`` are the task's, not the shared section's: setting
+    ``train.epochs`` or ``finetune.last_n`` (on the command line or in a YAML section) must
+    not put the shared defaults back."""
+    from visiontl.adapters import SegmentConfig, StylizeConfig
+
+    f = tmp_path / "seg.yaml"
+    f.write_text("train: {epochs: 20, batch_size: 8}\nfinetune: {last_n: 2}\n")
+    for cfg in (load_config(SegmentConfig, None, ["train.epochs=10", "finetune.last_n=2"]), load_config(SegmentConfig, f)):
+        assert cfg.train.min_steps_per_epoch == 8 and cfg.finetune.strategy == "full" and cfg.finetune.last_n == 2
+    style = load_config(StylizeConfig, None, ["optim.lr=5e-4"])
+    assert style.optim.weight_decay == 0.0 and style.optim.lr == pytest.approx(5e-4)
+    assert load_config(SegmentConfig) == SegmentConfig()
+
+
 @pytest.mark.parametrize("override, key", [
     ("optim.lrr=1", "optim.lrr"),
     ("train.batch_size=big", "train.batch_size"),

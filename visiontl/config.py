@@ -94,12 +94,16 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: Any, prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a nested dict, checking every key and type."""
+def from_dict(cls: type[T], data: Any, prefix: str = "", base: Any = None) -> T:
+    """Build dataclass ``cls`` from a nested dict, checking every key and type. Keys the dict
+    leaves out keep their values in ``base`` (default: ``cls()``), section by section, so a
+    task's own defaults for a shared section (segmentation's ``train.min_steps_per_epoch: 8``)
+    survive an override of another key of that section."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    base = cls() if base is None else base
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -107,8 +111,12 @@ def from_dict(cls: type[T], data: Any, prefix: str = "") -> T:
         dotted = f"{prefix}.{key}" if prefix else key
         if key not in names:
             raise ConfigError(f"unknown key {dotted!r}; valid keys here: {', '.join(sorted(names))}")
-        kwargs[key] = _check(value, hints[key], dotted)
-    return cls(**kwargs)
+        section = getattr(base, key)
+        if dataclasses.is_dataclass(hints[key]) and isinstance(section, hints[key]):
+            kwargs[key] = from_dict(hints[key], value, dotted, section)
+        else:
+            kwargs[key] = _check(value, hints[key], dotted)
+    return dataclasses.replace(base, **kwargs)
 
 
 def to_dict(cfg: Any) -> dict:
