@@ -320,10 +320,9 @@ class TaskAdapter(Compression, Viewing):
         header = (f"{self.describe_model()}, {len(train_set)} training images{classes}; {why}; "
                   f"optim.lr {self.config.optim.lr} (before the schedule)")
         t = self.config.train
-        batch = fit_batch_size(t, len(train_set), announce=False)
-        if batch < t.batch_size:
-            header += (f"\ntrain.batch_size {t.batch_size} → {batch}: {len(train_set)} images make fewer than "
-                       f"train.min_steps_per_epoch={t.min_steps_per_epoch} optimiser steps an epoch")
+        batch, why = fit_batch_size(t, len(train_set))
+        if why:
+            header += "\n" + why
         steps = math.ceil(math.ceil(len(train_set) / batch) / t.accumulate)
         lr = self.config.optim.lr
         if lr == "auto":

@@ -75,7 +75,7 @@ def lr_find(adapter, train_set, *, train: TrainConfig, optim: OptimConfig, finet
     optimizer = build_optimizer(finetuner.param_groups(), optim)
     finetuner.apply(0, optimizer)
     generator = torch.Generator().manual_seed(train.seed)
-    batch_size = fit_batch_size(train, len(train_set), announce=False)
+    batch_size, _ = fit_batch_size(train, len(train_set))
     loader = DataLoader(train_set, batch_size=batch_size, drop_last=True,
                         sampler=RandomSampler(train_set, replacement=True, num_samples=steps * batch_size,
                                               generator=generator),

@@ -4,7 +4,6 @@ the monitored metric, the optimiser."""
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import torch
@@ -18,19 +17,20 @@ def resolve_monitor(configured: str, default: tuple[str, str]) -> tuple[str, str
     return (configured, "min" if "loss" in configured else "max") if configured else default
 
 
-def fit_batch_size(cfg: "TrainConfig", n_images: int, *, announce: bool = True) -> int:
+def fit_batch_size(cfg: "TrainConfig", n_images: int) -> tuple[int, str]:
     """``train.batch_size``, lowered when the data would give fewer than
     ``train.min_steps_per_epoch`` optimiser steps an epoch (24 images at batch 32 is one
-    step an epoch: the schedule and the fine-tuning phases then mean nothing)."""
+    step an epoch: the schedule and the fine-tuning phases then mean nothing), and the line
+    that says so ("" when the batch size stands); the trainer prints it, the dry-run shows it."""
     want = cfg.min_steps_per_epoch * cfg.accumulate
     if not want or n_images >= want * cfg.batch_size:
-        return cfg.batch_size
-    size = max(2, n_images // want)
-    if size < cfg.batch_size and announce:
-        print(f"train.batch_size {cfg.batch_size} → {size}: {n_images} training images would give "
-              f"{math.ceil(n_images / cfg.batch_size / cfg.accumulate)} optimiser step(s) an epoch; "
-              f"train.min_steps_per_epoch={cfg.min_steps_per_epoch} (0 keeps the batch size)", file=sys.stderr)
-    return min(size, cfg.batch_size)
+        return cfg.batch_size, ""
+    size = min(max(2, n_images // want), cfg.batch_size)
+    if size == cfg.batch_size:
+        return size, ""
+    return size, (f"train.batch_size {cfg.batch_size} → {size}: {n_images} training images would give "
+                  f"{math.ceil(n_images / cfg.batch_size / cfg.accumulate)} optimiser step(s) an epoch; "
+                  f"train.min_steps_per_epoch={cfg.min_steps_per_epoch} (0 keeps the batch size)")
 
 
 def check_run_name(name: str) -> str:

@@ -99,7 +99,9 @@ class Trainer:
         self.optimizer = optimizer = build_optimizer(self.finetuner.param_groups(), ocfg)
         dtype = amp_dtype(cfg.amp, device)
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        self.batch_size = fit_batch_size(cfg, len(train_set) // dist.world_size(), announce=main)
+        self.batch_size, why = fit_batch_size(cfg, len(train_set) // dist.world_size())
+        if why and main:
+            print(why, file=sys.stderr)
         train_loader = self._loader(train_set, train=True)
         val_loader = self._loader(val_set, train=False) if val_set is not None else None
         steps_per_epoch = math.ceil(len(train_loader) / cfg.accumulate)
