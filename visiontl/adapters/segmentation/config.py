@@ -59,7 +59,7 @@ class SegmentConfig:
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="full"))  # as the Python API
     # the whole network trains from the first step (full): one epoch of linear warmup keeps
     # AdamW's first full-size steps off the pretrained encoder, as every shipped segmentation
-    # recipe does; on three small mask sets it matched or beat none (benchmarks/RESULTS.md)
+    # recipe does; on three small mask sets it matched or beat no warmup (benchmarks/RESULTS.md)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(warmup_epochs=1.0))
     # mask sets are small: at least 8 optimiser steps an epoch (the engine's default is 4); on three
     # small mask sets 8 matched or beat 4 (benchmarks/RESULTS.md, small mask datasets)
