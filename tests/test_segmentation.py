@@ -321,3 +321,39 @@ def test_small_images_are_scaled_up_to_the_input_size(tmp_path, capsys):
     seg.model.forward = lambda x, f=seg.model.forward: seen.append(x.shape[-2:]) or f(x)
     (r,) = seg.predict(data / "images" / "000.png")
     assert r["mask"].shape == (40, 40) and tuple(seen[0]) == (64, 64)
+
+
+def test_larger_images_are_scaled_down_to_the_input_size_and_scenes_keep_their_scale(tmp_path, capsys):
+    """A 96 px image with data.image_size=64 (shorter side ≤ data.downscale × 64) trains and is
+    predicted whole at 64 px, its mask coming back at 96 px, as a resize loop sees it; with
+    data.downscale=1 (or a scene larger than 2 × 64) it keeps its scale: random crops in
+    training, tiles in prediction."""
+    from visiontl.data.seg_transforms import rescale_pair
+
+    data = make_segmentation_set(tmp_path / "larger", n=8, size=96)
+    no_aug = dict(data__augment__scale_min=1.0, data__augment__scale_max=1.0, data__augment__hflip=0.0,
+                  data__augment__color=0.0)
+    seg = Segmenter(config=tiny_segment_config(data, tmp_path / "runs", **no_aug))
+    train, _ = seg.datasets()
+    assert "8 scaled down to it whole" in capsys.readouterr().err
+    full = train.raw(0)[1].astype(np.int64)
+    image, mask = train[0]
+    whole = rescale_pair(np.zeros((96, 96, 3), np.uint8), full, 64 / 96)[1]
+    assert image.shape[-2:] == (64, 64) and np.array_equal(np.asarray(mask), whole)  # all of it, not a crop
+
+    def inputs_of_predict(s):
+        s.prepare(train)
+        seen = []
+        s.model.forward = lambda x, f=s.model.forward: seen.append(tuple(x.shape)) or f(x)
+        (r,) = s.predict(data / "images" / "000.png")
+        assert r["mask"].shape == (96, 96)
+        return seen
+
+    assert inputs_of_predict(seg) == [(1, 3, 64, 64)]  # one pass over the whole image at 64 px
+    native = Segmenter(config=tiny_segment_config(data, tmp_path / "runs", data__downscale=1.0, **no_aug))
+    train, _ = native.datasets()
+    assert "8 kept at their own scale" in capsys.readouterr().err
+    full, (_, crop) = train.raw(0)[1].astype(np.int64), train[0]
+    windows = [full[y:y + 64, x:x + 64] for y in range(33) for x in range(33)]
+    assert any(np.array_equal(np.asarray(crop), w) for w in windows)  # a 64 px window at the own scale
+    assert sum(shape[0] for shape in inputs_of_predict(native)) > 1  # tiles at the own scale

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ... import draw, plots
 from ...data.images import expand_inputs, output_stems, readable
-from ...data.seg_transforms import SegmentTrain, upscale_factor
+from ...data.seg_transforms import SegmentTrain, input_scale
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
                                   split_folder)
 from ...data.split import random_split
@@ -98,6 +98,8 @@ class Segmenter(TaskAdapter):
                 raise ValueError(f"data.{key} has {len(values)} entries for {len(d.classes)} classes")
         if d.image_size % STRIDE:
             raise ValueError(f"data.image_size {d.image_size} must be a multiple of {STRIDE}")
+        if d.downscale < 1:
+            raise ValueError(f"data.downscale {d.downscale} must be at least 1 (1: larger images keep their scale)")
         return MaskSpec(len(d.classes), tuple(d.mask_values), tuple(tuple(c) for c in d.palette), d.ignore_index)
 
     def _read(self, images: str, masks: str, spec: MaskSpec, transform) -> SegmentationDataset:
@@ -114,21 +116,37 @@ class Segmenter(TaskAdapter):
                              "with data.train_masks)")
         spec = self.mask_spec()
         train = self._read(d.train, d.train_masks, spec,
-                           SegmentTrain(d.image_size, d.augment, d.ignore_index, upscale=d.upscale))
-        small = [s for s in train.report.shorter_sides if s < d.image_size]
-        if small:  # said before training: what data.image_size does to these images
-            median = sorted(small)[len(small) // 2]
-            print(f"{len(small)} of {len(train.report.shorter_sides)} training images are smaller than "
-                  f"data.image_size={d.image_size} (median shorter side {median} px): " +
-                  (f"scaled up ×{d.image_size / median:.2g} for training, validation and prediction "
-                   "(data.upscale=false keeps their scale)" if d.upscale else
-                   "kept at their scale and padded with void (data.upscale=false)"), file=sys.stderr)
+                           SegmentTrain(d.image_size, d.augment, d.ignore_index, upscale=d.upscale,
+                                        downscale=d.downscale))
+        self._say_input_scale(train.report.shorter_sides)
         if d.val:
             return train, self._read(d.val, d.val_masks, spec, None)
         keep, held_out = random_split(len(train), d.val_fraction, self.config.train.seed, where=d.train)
         if not held_out:
             return train, None
         return train.subset(keep), train.subset(held_out, transform=None)
+
+    def _say_input_scale(self, shorter_sides: list[int]) -> None:
+        """Said before training: what data.image_size does to images of other sizes."""
+        d, n = self.config.data, len(shorter_sides)
+        small = sorted(s for s in shorter_sides if s < d.image_size)
+        if small:
+            median = small[len(small) // 2]
+            print(f"{len(small)} of {n} training images are smaller than data.image_size={d.image_size} (median "
+                  f"shorter side {median} px): " +
+                  (f"scaled up ×{d.image_size / median:.2g} for training, validation and prediction "
+                   "(data.upscale=false keeps their scale)" if d.upscale else
+                   "kept at their scale and padded with void (data.upscale=false)"), file=sys.stderr)
+        large = sorted(s for s in shorter_sides if s > d.image_size)
+        if large:
+            down = sum(s <= d.downscale * d.image_size for s in large)
+            parts = [f"{down} scaled down to it whole for training, validation and prediction (shorter side up to "
+                     f"data.downscale={d.downscale:g} × image_size; data.downscale=1 keeps their scale)"] if down else []
+            if len(large) > down:
+                parts.append(f"{len(large) - down} kept at their own scale: random crops in training, tiles in "
+                             "prediction" + (" (data.downscale=1)" if d.downscale == 1 else ""))
+            print(f"{len(large)} of {n} training images are larger than data.image_size={d.image_size} (median "
+                  f"shorter side {large[len(large) // 2]} px): " + "; ".join(parts), file=sys.stderr)
 
     def prepare(self, train_set: SegmentationDataset) -> None:
         self._class_weights = self._weights_for(train_set)
@@ -161,13 +179,14 @@ class Segmenter(TaskAdapter):
         training crop size, so the model sees what it was trained on)."""
         e, d = self.config.eval, self.config.data
         h, w = images.shape[-2:]
-        f = upscale_factor(h, w, d.image_size) if d.upscale else 1.0
-        if f > 1:  # small images: at the scale the model was trained on, then back to their own size
+        f = input_scale(h, w, d.image_size, upscale=d.upscale, downscale=d.downscale)
+        if f != 1:  # at the scale the model was trained on, then back to the image's own size
             x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-            images = F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", align_corners=False)
+            images = F.interpolate(x, size=(max(1, round(h * f)), max(1, round(w * f))), mode="bilinear",
+                                   align_corners=False, antialias=f < 1)
         logits = predict_logits(model, images, tile=e.tile or d.image_size, overlap=e.overlap,
                                 batch_size=self.config.train.batch_size, stride=STRIDE)
-        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False) if f > 1 else logits
+        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False) if f != 1 else logits
 
     def validation_step(self, model, batch) -> dict:
         images, masks = batch

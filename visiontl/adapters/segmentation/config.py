@@ -22,6 +22,7 @@ class SegmentData:
     val_fraction: float = 0.2  # share of train held out when data.val is empty
     image_size: int = 256  # training crop size (a multiple of 32)
     upscale: bool = True  # images whose shorter side is below image_size are scaled up to it (train and predict)
+    downscale: float = 2.0  # images whose shorter side is above image_size, up to this × it, are scaled down to it (whole image in view); larger ones keep their scale (crops, tiles); 1 = off
     augment: SegmentAugment = field(default_factory=SegmentAugment)
 
 
