@@ -23,9 +23,7 @@ def fit_batch_size(cfg: "TrainConfig", n_images: int) -> tuple[int, str]:
     step an epoch: the schedule and the fine-tuning phases then mean nothing), and the line
     that says so ("" when the batch size stands); the trainer prints it, the dry-run shows it."""
     want = cfg.min_steps_per_epoch * cfg.accumulate
-    if not want or n_images >= want * cfg.batch_size:
-        return cfg.batch_size, ""
-    size = min(max(2, n_images // want), cfg.batch_size)
+    size = min(max(2, n_images // want), cfg.batch_size) if want else cfg.batch_size
     if size == cfg.batch_size:
         return size, ""
     return size, (f"train.batch_size {cfg.batch_size} → {size}: {n_images} training images would give "

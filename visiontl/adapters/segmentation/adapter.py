@@ -127,26 +127,27 @@ class Segmenter(TaskAdapter):
         return train.subset(keep), train.subset(held_out, transform=None)
 
     def _say_input_scale(self, shorter_sides: list[int]) -> None:
-        """Said before training: what data.image_size does to images of other sizes."""
+        """Said before training: what data.image_size does to images of other sizes (the
+        decision itself is :func:`input_scale`'s, the one training and prediction use)."""
         d, n = self.config.data, len(shorter_sides)
-        small = sorted(s for s in shorter_sides if s < d.image_size)
-        if small:
-            median = small[len(small) // 2]
-            print(f"{len(small)} of {n} training images are smaller than data.image_size={d.image_size} (median "
-                  f"shorter side {median} px): " +
-                  (f"scaled up ×{d.image_size / median:.2g} for training, validation and prediction "
-                   "(data.upscale=false keeps their scale)" if d.upscale else
-                   "kept at their scale and padded with void (data.upscale=false)"), file=sys.stderr)
-        large = sorted(s for s in shorter_sides if s > d.image_size)
-        if large:
-            down = sum(s <= d.downscale * d.image_size for s in large)
-            parts = [f"{down} scaled down to it whole for training, validation and prediction (shorter side up to "
-                     f"data.downscale={d.downscale:g} × image_size; data.downscale=1 keeps their scale)"] if down else []
-            if len(large) > down:
-                parts.append(f"{len(large) - down} kept at their own scale: random crops in training, tiles in "
-                             "prediction" + (" (data.downscale=1)" if d.downscale == 1 else ""))
-            print(f"{len(large)} of {n} training images are larger than data.image_size={d.image_size} (median "
-                  f"shorter side {large[len(large) // 2]} px): " + "; ".join(parts), file=sys.stderr)
+        for word, sides in (("smaller", [s for s in shorter_sides if s < d.image_size]),
+                            ("larger", [s for s in shorter_sides if s > d.image_size])):
+            if not sides:
+                continue
+            median = sorted(sides)[len(sides) // 2]
+            moved = sum(input_scale(s, s, d.image_size, upscale=d.upscale, downscale=d.downscale) != 1 for s in sides)
+            if word == "smaller":
+                parts = [f"scaled up ×{d.image_size / median:.2g} for training, validation and prediction "
+                         "(data.upscale=false keeps their scale)" if moved else
+                         "kept at their scale and padded with void (data.upscale=false)"]
+            else:
+                parts = [f"{moved} scaled down to it whole for training, validation and prediction (shorter side up "
+                         f"to data.downscale={d.downscale:g} × image_size; data.downscale=1 keeps their scale)"] if moved else []
+                if moved < len(sides):
+                    parts.append(f"{len(sides) - moved} kept at their own scale: random crops in training, tiles in "
+                                 "prediction" + (" (data.downscale=1)" if d.downscale == 1 else ""))
+            print(f"{len(sides)} of {n} training images are {word} than data.image_size={d.image_size} (median "
+                  f"shorter side {median} px): " + "; ".join(parts), file=sys.stderr)
 
     def prepare(self, train_set: SegmentationDataset) -> None:
         self._class_weights = self._weights_for(train_set)
