@@ -216,7 +216,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--tag", default="", help="suffix of the result files")
-    p.add_argument("--set", nargs="*", default=[], help="config overrides for the visiontl runs (key=value)")
+    p.add_argument("--set", nargs="*", action="extend", default=[], help="config overrides for the visiontl runs (key=value)")
     p.add_argument("--fastai-python", default="", help="a Python with fastai installed (a separate environment): "
                                                        "adds fastai's fine_tune as a contender")
     p.add_argument("--resume", action="store_true", help="keep the cells already in the result file")

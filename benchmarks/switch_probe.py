@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--dataset", default="digits", choices=list(DATASETS))
     p.add_argument("--seed", type=int, default=2)
     p.add_argument("--every", type=int, default=4, help="probe every N optimiser steps")
-    p.add_argument("--set", nargs="*", default=[], help="config overrides (key=value)")
+    p.add_argument("--set", nargs="*", action="extend", default=[], help="config overrides (key=value)")
     args = p.parse_args()
     source, n_train, n_tune, n_test = DATASETS[args.dataset]
     arrays = datasets.LOADERS[source]() if source in datasets.LOADERS else None
