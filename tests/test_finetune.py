@@ -4,8 +4,9 @@ import torch
 from torch import nn
 
 from conftest import tiny_config
-from visiontl.adapters import Classifier
+from visiontl.adapters import Classifier, ClassifyConfig
 from visiontl.cli import main
+from visiontl.config import ConfigError, load_config
 from visiontl.engine import FinetuneConfig, Finetuner, load_checkpoint
 from visiontl.engine.finetune import choose, lr_factors, top_blocks, trainable_groups
 from visiontl.engine.trainer import build_optimizer, OptimConfig
@@ -57,6 +58,10 @@ def test_last_n_counts_blocks_and_defaults_to_the_top_40_percent():
     assert top_blocks(FinetuneConfig(), 19) == 8 and top_blocks(FinetuneConfig(), 9) == 4
     assert top_blocks(FinetuneConfig(last_n=2), 19) == 2 and top_blocks(FinetuneConfig(last_n=50), 9) == 9
     assert top_blocks(FinetuneConfig(), 1) == 1
+    assert top_blocks(FinetuneConfig(last_n="all"), 19) == 19 and top_blocks(FinetuneConfig(last_n="all"), 9) == 9
+    assert load_config(ClassifyConfig, None, ["finetune.last_n=all"]).finetune.last_n == "all"
+    with pytest.raises(ConfigError, match="finetune.last_n"):
+        load_config(ClassifyConfig, None, ["finetune.last_n=most"])
 
 
 def _model():

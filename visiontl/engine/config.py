@@ -51,7 +51,7 @@ class DistillConfig:
 @dataclass
 class FinetuneConfig:
     strategy: Literal["frozen", "last_n", "full", "two_phase", "gradual", "auto"] = "frozen"  # what trains, when
-    last_n: int = -1  # backbone blocks that train (last_n; two_phase after the switch); -1: the top 40 %
+    last_n: Union[int, Literal["all"]] = -1  # backbone blocks that train (last_n; two_phase after the switch); -1: the top 40 %; all: every block
     head_epochs: int = 2  # two_phase: epochs with the backbone frozen
     phase2_lr_factor: float = 0.05  # after a frozen phase: the backbone groups' LR multiplier
     phase2_head_lr_factor: float = 0.5  # after a frozen phase: the head's LR multiplier

@@ -56,7 +56,9 @@ TOP_FRACTION = 0.4  # last_n = -1: the top 40 % of the blocks (measured: benchma
 
 
 def top_blocks(cfg: FinetuneConfig, n_groups: int) -> int:
-    """``finetune.last_n`` in blocks: as given, or (``-1``) the top 40 % of them."""
+    """``finetune.last_n`` in blocks: as given, ``all`` of them, or (``-1``) the top 40 % of them."""
+    if cfg.last_n == "all":
+        return n_groups
     n = cfg.last_n if cfg.last_n >= 0 else max(1, round(TOP_FRACTION * n_groups))
     return min(n, n_groups)
 
