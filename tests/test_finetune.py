@@ -186,10 +186,10 @@ def test_dry_run_prints_the_plan_without_training(image_folder, tmp_path, capsys
     assert "from epoch 1 (two_phase)" in text and "from epoch 2 (two_phase)" in text
     assert "running average of the weights after the switch (epoch 2 on" in text
     phase1, phase2 = text.split("from epoch 2")
-    # phase 1: the frozen blocks fold into one line; phase 2: the last two blocks and the head
+    # phase 1: the frozen blocks fold into one line; phase 2: the frozen ones, the trainable ones, the head
     assert "backbone.0-8" in phase1 and "eval (frozen)" in phase1 and "restarts" in phase2
-    # the default last_n: the top 40 % of resnet18's 9 blocks, i.e. 4, then the head
-    assert phase2.count(" yes ") == 5 and "backbone.0-4 " in phase2 and "backbone.5 " in phase2
+    # the default last_n: the top 40 % of resnet18's 9 blocks, i.e. 4 (one line: same LR and BatchNorm)
+    assert phase2.count(" yes ") == 2 and "backbone.0-4 " in phase2 and "backbone.5-8 " in phase2
     assert not out.exists()  # nothing trained, nothing written
 
 
@@ -297,7 +297,7 @@ def test_full_fine_tuning_is_gentler_on_a_backbone_without_batchnorm(tmp_path):
     # last_n too; after a switch phase2_lr_factor rules, as before
     assert Finetuner(FinetuneConfig("last_n", last_n=2), vgg).scales(0)[-3:] == [0.1, 0.1, 1.0]
     assert Finetuner(FinetuneConfig("two_phase", head_epochs=1), vgg).scales(1)[-2:] == [0.05, 0.5]
-    assert "backbone.15" in (table := Finetuner(FinetuneConfig("full"), vgg).table(2, 1e-3)) and "0.0001" in table
+    assert "backbone.0-15 " in (table := Finetuner(FinetuneConfig("full"), vgg).table(2, 1e-3)) and "0.0001" in table
     # auto never picks full for it: 34 images a class would be full for a BatchNorm backbone
     from conftest import make_image_folder
 

@@ -283,9 +283,9 @@ class Finetuner:
                     bn = "fixed"
                 rows.append([i, i, n, "yes" if on else "no", bn, base_lr * scales[i]])
             folded = []
-            for row in rows:  # consecutive frozen groups fold into one line
+            for row in rows:  # consecutive groups alike (trainable, BatchNorm, LR) fold into one line
                 prev = folded[-1] if folded else None
-                if prev and row[3] == "no" and prev[3] == "no" and prev[4] == row[4]:
+                if prev and prev[3:] == row[3:]:
                     prev[1], prev[2] = row[1], prev[2] + row[2]
                 else:
                     folded.append(row)
