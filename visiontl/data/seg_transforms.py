@@ -15,7 +15,7 @@ import torch
 from .augment import SegmentAugment
 
 
-def input_scale(height: int, width: int, size: int, *, upscale: bool = True, downscale: float = 2.0) -> float:
+def input_scale(height: int, width: int, size: int, *, upscale: bool, downscale: float) -> float:
     """The factor an image is scaled by so that ``size`` (``data.image_size``) is its input
     size: a shorter side below ``size`` grows to it (``upscale``); one above it but at most
     ``downscale`` × ``size`` shrinks to it, so the whole image is the input (what a resize

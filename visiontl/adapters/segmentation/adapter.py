@@ -5,6 +5,7 @@ import csv
 import sys
 from functools import partial
 from pathlib import Path
+from statistics import median_high
 from typing import Sequence
 
 import numpy as np
@@ -130,24 +131,25 @@ class Segmenter(TaskAdapter):
         """Said before training: what data.image_size does to images of other sizes (the
         decision itself is :func:`input_scale`'s, the one training and prediction use)."""
         d, n = self.config.data, len(shorter_sides)
-        for word, sides in (("smaller", [s for s in shorter_sides if s < d.image_size]),
-                            ("larger", [s for s in shorter_sides if s > d.image_size])):
-            if not sides:
-                continue
-            median = sorted(sides)[len(sides) // 2]
-            moved = sum(input_scale(s, s, d.image_size, upscale=d.upscale, downscale=d.downscale) != 1 for s in sides)
-            if word == "smaller":
-                parts = [f"scaled up ×{d.image_size / median:.2g} for training, validation and prediction "
-                         "(data.upscale=false keeps their scale)" if moved else
-                         "kept at their scale and padded with void (data.upscale=false)"]
-            else:
-                parts = [f"{moved} scaled down to it whole for training, validation and prediction (shorter side up "
-                         f"to data.downscale={d.downscale:g} × image_size; data.downscale=1 keeps their scale)"] if moved else []
-                if moved < len(sides):
-                    parts.append(f"{len(sides) - moved} kept at their own scale: random crops in training, tiles in "
-                                 "prediction" + (" (data.downscale=1)" if d.downscale == 1 else ""))
+        small = [s for s in shorter_sides if s < d.image_size]
+        large = [s for s in shorter_sides if s > d.image_size]
+        shrunk = sum(input_scale(s, s, d.image_size, upscale=d.upscale, downscale=d.downscale) != 1 for s in large)
+        lines = []
+        if small:
+            lines.append(("smaller", small, [
+                f"scaled up ×{d.image_size / median_high(small):.2g} for training, validation and prediction "
+                "(data.upscale=false keeps their scale)" if d.upscale else
+                "kept at their scale and padded with void (data.upscale=false)"]))
+        if large:
+            parts = [f"{shrunk} scaled down to it whole for training, validation and prediction (shorter side up "
+                     f"to data.downscale={d.downscale:g} × image_size; data.downscale=1 keeps their scale)"] if shrunk else []
+            if shrunk < len(large):
+                parts.append(f"{len(large) - shrunk} kept at their own scale: random crops in training, tiles in "
+                             "prediction" + (" (data.downscale=1)" if d.downscale == 1 else ""))
+            lines.append(("larger", large, parts))
+        for word, sides, parts in lines:
             print(f"{len(sides)} of {n} training images are {word} than data.image_size={d.image_size} (median "
-                  f"shorter side {median} px): " + "; ".join(parts), file=sys.stderr)
+                  f"shorter side {median_high(sides)} px): " + "; ".join(parts), file=sys.stderr)
 
     def prepare(self, train_set: SegmentationDataset) -> None:
         self._class_weights = self._weights_for(train_set)
