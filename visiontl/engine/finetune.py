@@ -30,9 +30,10 @@ mode with its pretrained statistics even while its weights train (Keras's transf
 guide; a batch of augmented images from a new domain otherwise replaces ImageNet's
 statistics at the switch, and the trained head sees features it has never seen);
 ``train`` lets the trainable groups' BatchNorm use and update batch statistics; ``auto``
-is ``frozen`` for pretrained weights fine-tuned after a frozen phase (``two_phase``,
-``gradual``), and ``train`` for ``full`` and ``last_n`` (the backbone trains at the full LR
-from the first step) and from random init.
+is ``frozen`` for pretrained weights fine-tuned gently after a frozen phase (``two_phase``,
+``gradual`` at ``phase2_lr_factor`` ≤ 0.1), and ``train`` where the backbone trains faster:
+``full`` and ``last_n`` (the full LR from the first step), a phase 2 above 0.1 × the LR
+(segmentation's default, 1 ×), and random init.
 
 A backbone without normalisation layers (VGG) has no BatchNorm to absorb the scale of its
 weights' updates: where it trains from the first step (``full``, ``last_n``) its groups get
@@ -102,6 +103,7 @@ def lr_factors(cfg: FinetuneConfig, epoch: int) -> tuple[float, float]:
     return (cfg.backbone_lr_factor if cfg.backbone_lr_factor >= 0 else 1.0), 1.0
 
 
+GENTLE_FACTOR = 0.1  # bn=auto keeps pretrained statistics after a switch up to this phase2_lr_factor
 UNNORMALISED_LR_FACTOR = 0.1  # backbone_lr_factor -1 for a backbone without normalisation layers (VGG)
 
 
@@ -171,10 +173,12 @@ class Finetuner:
         in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
         self.head = [p for p in model.parameters() if id(p) not in in_backbone]
         # auto: pretrained statistics kept where the backbone trains gently (after a frozen
-        # phase, at phase2_lr_factor × the LR); a backbone trained from the first step at the
-        # full LR (full, last_n) needs its statistics to follow its weights — with them kept,
-        # full fine-tuning at 1e-3 diverged to chance (benchmarks/RESULTS.md, recipes)
-        gentle = cfg.strategy in ("frozen", "two_phase", "gradual")
+        # phase, at phase2_lr_factor ≤ 0.1 × the LR); a backbone trained faster needs its
+        # statistics to follow its weights — with them kept, full fine-tuning at 1e-3 diverged
+        # to chance, and a U-Net encoder at 0.2 × fell for single epochs from 0.85 to 0.38 mIoU
+        # (benchmarks/RESULTS.md, recipes and small mask datasets)
+        gentle = cfg.strategy == "frozen" or (cfg.strategy in ("two_phase", "gradual")
+                                              and cfg.phase2_lr_factor <= GENTLE_FACTOR)
         self.freeze_bn = cfg.bn == "frozen" or (cfg.bn == "auto" and gentle and is_pretrained(backbone))
 
     def param_groups(self) -> list[dict]:
