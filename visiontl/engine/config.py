@@ -53,12 +53,14 @@ class FinetuneConfig:
     strategy: Literal["frozen", "last_n", "full", "two_phase", "gradual", "auto"] = "frozen"  # what trains, when
     last_n: Union[int, Literal["all"]] = -1  # backbone blocks that train (last_n; two_phase after the switch); -1: the top 40 %; all: every block
     head_epochs: int = 2  # two_phase: epochs with the backbone frozen
-    phase2_lr_factor: float = 0.05  # after a frozen phase: the backbone groups' LR multiplier
-    phase2_head_lr_factor: float = 0.5  # after a frozen phase: the head's LR multiplier
+    phase2: Literal["gentle", "full"] = "gentle"  # two_phase after the switch: gentle (last_n blocks at phase2_lr_factor, head at phase2_head_lr_factor) or full (all at the LR)
+    phase2_lr_factor: float = 0.05  # after a frozen phase (gentle): the backbone groups' LR multiplier
+    phase2_head_lr_factor: float = 0.5  # after a frozen phase (gentle): the head's LR multiplier
+    gradual_schedule: Literal["per_block", "once"] = "per_block"  # gradual: an LR schedule (warmup, decay) per unfrozen block, or one for all of them
     phase_warmup: float = 0.3  # fraction of each phase after a switch spent warming the LR up
     ema: float = 0.25  # after a switch: half-life (epochs) of the weight average validated and saved; 0 = off
     backbone_lr_factor: float = -1.0  # full / last_n: the backbone's LR multiplier; -1: auto (1, or 0.1 without BatchNorm)
-    bn: Literal["auto", "frozen", "train"] = "auto"  # backbone BatchNorm; auto: frozen if pretrained and trained gently (frozen, or phase2_lr_factor ≤ 0.1 after a switch), else train
+    bn: Literal["auto", "frozen", "train"] = "auto"  # backbone BatchNorm; auto: frozen if pretrained and trained gently (frozen, or a gentle phase 2 at phase2_lr_factor ≤ 0.1), else train
     milestones: list[int] = field(default_factory=list)  # gradual: epochs (0-based) that unfreeze one more group
     group_lr_decay: float = 1.0  # discriminative LRs: top backbone group × d, the next × d², …
     cache: Literal["auto", "off"] = "auto"  # auto: train the head on cached features while the backbone is frozen

@@ -12,14 +12,17 @@ Strategies (``finetune.strategy``):
 - ``frozen``: feature extraction — backbone frozen, its BatchNorm in eval mode, head trains;
 - ``last_n``: the last ``finetune.last_n`` backbone groups train with the head;
 - ``full``: everything trains;
-- ``two_phase``: ``head_epochs`` epochs frozen, then the last ``last_n`` groups unfreeze;
+- ``two_phase``: ``head_epochs`` epochs frozen, then the last ``last_n`` groups unfreeze
+  (``phase2: gentle``) or everything trains as in ``full`` (``phase2: full``, fastai's ``fine_tune``);
 - ``gradual``: one more group (from the top) unfreezes at each epoch in ``milestones``
   (default: every epoch after the first);
 - ``auto``: chosen from the dataset size and number of classes (:func:`choose`), with the reason.
 
 Once a frozen phase has ended (``two_phase``, ``gradual``), the backbone groups train at
 ``phase2_lr_factor`` × the LR and the head at ``phase2_head_lr_factor`` × the LR (fastai's
-``fine_tune`` halves the head's), so a small backbone LR never starves the head. Each phase
+``fine_tune`` halves the head's), so a small backbone LR never starves the head; with
+``phase2: full`` (segmentation's default: a U-Net's decoder is most of the model and starts
+from scratch) two_phase's second phase is ``full``, every group at the LR. Each phase
 gets its own warmup and decay (:meth:`Finetuner.phase_of`): the schedule restarts at a
 switch instead of carrying on from a decayed value. From the switch on, the model that is
 validated and saved is a running average of the weights (``finetune.ema``, see ema.py): the
@@ -32,8 +35,8 @@ statistics at the switch, and the trained head sees features it has never seen);
 ``train`` lets the trainable groups' BatchNorm use and update batch statistics; ``auto``
 is ``frozen`` for pretrained weights fine-tuned gently after a frozen phase (``two_phase``,
 ``gradual`` at ``phase2_lr_factor`` ≤ 0.1), and ``train`` where the backbone trains faster:
-``full`` and ``last_n`` (the full LR from the first step), a phase 2 above 0.1 × the LR
-(segmentation's default, 1 ×), and random init.
+``full`` and ``last_n`` (the full LR from the first step), a phase 2 above 0.1 × the LR or
+``phase2: full``, and random init.
 
 A backbone without normalisation layers (VGG) has no BatchNorm to absorb the scale of its
 weights' updates: where it trains from the first step (``full``, ``last_n``) its groups get
@@ -74,11 +77,16 @@ def trainable_groups(cfg: FinetuneConfig, n_groups: int, epoch: int) -> int:
     if s == "last_n":
         return top_blocks(cfg, n_groups)
     if s == "two_phase":
-        return 0 if epoch < cfg.head_epochs else top_blocks(cfg, n_groups)
+        return 0 if epoch < cfg.head_epochs else n_groups if full_after_switch(cfg) else top_blocks(cfg, n_groups)
     if s == "gradual":
         milestones = cfg.milestones or list(range(1, n_groups + 1))
         return min(sum(1 for m in milestones if m <= epoch), n_groups)
     raise ValueError(f"finetune.strategy {s!r} must be resolved first (auto → choose())")
+
+
+def full_after_switch(cfg: FinetuneConfig) -> bool:
+    """Whether two_phase's second phase is ``full`` (``phase2: full``; gradual is always gentle)."""
+    return cfg.strategy == "two_phase" and cfg.phase2 == "full"
 
 
 def switched(cfg: FinetuneConfig, epoch: int) -> bool:
@@ -98,7 +106,7 @@ def averages(cfg: FinetuneConfig, epoch: int) -> bool:
 
 def lr_factors(cfg: FinetuneConfig, epoch: int) -> tuple[float, float]:
     """(backbone, head) LR multipliers in ``epoch``."""
-    if switched(cfg, epoch):
+    if switched(cfg, epoch) and not full_after_switch(cfg):
         return cfg.phase2_lr_factor, cfg.phase2_head_lr_factor
     return (cfg.backbone_lr_factor if cfg.backbone_lr_factor >= 0 else 1.0), 1.0
 
@@ -164,6 +172,13 @@ class Finetuner:
     parameter of the model is the head."""
 
     def __init__(self, cfg: FinetuneConfig, model: nn.Module) -> None:
+        if full_after_switch(cfg):  # a gentle phase 2's settings would be ignored without a word
+            unused = [k for k in ("last_n", "phase2_lr_factor", "phase2_head_lr_factor")
+                      if getattr(cfg, k) != getattr(FinetuneConfig(), k)]
+            if unused:
+                raise ValueError(f"finetune.phase2=full (segmentation's default) trains every block and the head "
+                                 f"at the LR after the switch, so finetune.{' / '.join(unused)} would be ignored; "
+                                 "set finetune.phase2=gentle to unfreeze the last last_n blocks at phase2_lr_factor")
         backbone = getattr(model, "backbone", None)  # a model without one is all head
         self.normalised = normalised(backbone)
         if cfg.backbone_lr_factor < 0:  # auto: gentler for a backbone without normalisation layers
@@ -177,7 +192,7 @@ class Finetuner:
         # statistics to follow its weights — with them kept, full fine-tuning at 1e-3 diverged
         # to chance, and a U-Net encoder at 0.2 × fell for single epochs from 0.85 to 0.38 mIoU
         # (benchmarks/RESULTS.md, recipes and small mask datasets)
-        gentle = cfg.strategy == "frozen" or (cfg.strategy in ("two_phase", "gradual")
+        gentle = cfg.strategy == "frozen" or (cfg.strategy in ("two_phase", "gradual") and not full_after_switch(cfg)
                                               and cfg.phase2_lr_factor <= GENTLE_FACTOR)
         self.freeze_bn = cfg.bn == "frozen" or (cfg.bn == "auto" and gentle and is_pretrained(backbone))
 
@@ -231,10 +246,20 @@ class Finetuner:
                 last = s
         return starts
 
+    def schedule_starts(self, epochs: int) -> list[int]:
+        """Epochs at which the LR schedule starts again: every change of the plan, except
+        gradual with ``gradual_schedule: once`` (one schedule after the frozen epochs, blocks
+        joining it as it goes; segmentation's default: a decoder restarted at every block
+        swung from epoch to epoch)."""
+        starts = self.phase_starts(epochs)
+        if self.cfg.strategy == "gradual" and self.cfg.gradual_schedule == "once":
+            starts = starts[:1] if switched(self.cfg, 0) else starts[:2]
+        return starts
+
     def phase_of(self, epoch: int, epochs: int) -> tuple[int, int]:
-        """(first epoch, number of epochs) of the phase ``epoch`` is in: the LR schedule runs
-        once per phase, warmup and decay included."""
-        starts = [*self.phase_starts(epochs), epochs]
+        """(first epoch, number of epochs) of the schedule ``epoch`` is in (see
+        :meth:`schedule_starts`): warmup and decay run once in it."""
+        starts = [*self.schedule_starts(epochs), epochs]
         start = max(s for s in starts[:-1] if s <= epoch)
         return start, starts[starts.index(start) + 1] - start
 
@@ -265,13 +290,19 @@ class Finetuner:
         if averaged:
             lines.append(f"validation and checkpoints use a running average of the weights after the switch "
                          f"(epoch {averaged[0] + 1} on; half-life {self.cfg.ema:g} epoch, finetune.ema)")
-        for start in self.phase_starts(epochs):
+        plan = [*self.phase_starts(epochs), epochs]
+        restarts = self.schedule_starts(epochs)
+        for start, end in zip(plan, plan[1:]):
             scales = self.scales(start)
+            sched = f"epoch {end}" if end - start == 1 else f"epochs {start + 1}–{end}"
             _, length = self.phase_of(start, epochs)
-            sched = f"epochs {start + 1}–{start + length}"
-            if steps_per_epoch:
+            if start not in restarts:
+                sched += "; the LR schedule carries on"
+            elif steps_per_epoch:
                 warm = self.warmup_steps(start, length * steps_per_epoch, 0)
                 sched += f", {length * steps_per_epoch} optimiser steps"
+                if length != end - start:
+                    sched += f" in one schedule to epoch {start + length}"
                 if start:
                     sched += f"; the LR schedule restarts (warmup {warm} steps, then decays)"
             lines.append(f"from epoch {start + 1} ({self.cfg.strategy}): {sched}")
