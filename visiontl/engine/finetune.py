@@ -77,7 +77,7 @@ def trainable_groups(cfg: FinetuneConfig, n_groups: int, epoch: int) -> int:
     if s == "last_n":
         return top_blocks(cfg, n_groups)
     if s == "two_phase":
-        return 0 if epoch < cfg.head_epochs else n_groups if full_after_switch(cfg) else top_blocks(cfg, n_groups)
+        return 0 if epoch < cfg.head_epochs else top_blocks(cfg, n_groups)
     if s == "gradual":
         milestones = cfg.milestones or list(range(1, n_groups + 1))
         return min(sum(1 for m in milestones if m <= epoch), n_groups)
@@ -87,6 +87,15 @@ def trainable_groups(cfg: FinetuneConfig, n_groups: int, epoch: int) -> int:
 def full_after_switch(cfg: FinetuneConfig) -> bool:
     """Whether two_phase's second phase is ``full`` (``phase2: full``; gradual is always gentle)."""
     return cfg.strategy == "two_phase" and cfg.phase2 == "full"
+
+
+def phase2_knobs(cfg: FinetuneConfig) -> FinetuneConfig:
+    """``phase2: full`` written in the gentle phase 2's own settings — every block, the backbone
+    at ``full``'s rate (``backbone_lr_factor``), the head at the LR — so one mechanism runs both."""
+    if not full_after_switch(cfg):
+        return cfg
+    backbone = cfg.backbone_lr_factor if cfg.backbone_lr_factor >= 0 else 1.0
+    return replace(cfg, last_n="all", phase2_lr_factor=backbone, phase2_head_lr_factor=1.0)
 
 
 def switched(cfg: FinetuneConfig, epoch: int) -> bool:
@@ -106,7 +115,7 @@ def averages(cfg: FinetuneConfig, epoch: int) -> bool:
 
 def lr_factors(cfg: FinetuneConfig, epoch: int) -> tuple[float, float]:
     """(backbone, head) LR multipliers in ``epoch``."""
-    if switched(cfg, epoch) and not full_after_switch(cfg):
+    if switched(cfg, epoch):
         return cfg.phase2_lr_factor, cfg.phase2_head_lr_factor
     return (cfg.backbone_lr_factor if cfg.backbone_lr_factor >= 0 else 1.0), 1.0
 
@@ -149,9 +158,10 @@ def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
                if per_class >= FULL_FROM else
                f"the head settles on the frozen backbone for {cfg.head_epochs} epochs, then the top blocks adapt "
                "gently (full fine-tuning was unstable at 10/class)")
-        return (replace(cfg, strategy="two_phase"),
-                f"auto → two_phase, the last {top_blocks(cfg, n_groups)} of {n_groups} blocks: {n_images} images "
-                f"({per_class:.0f}/class) — {why}")
+        chosen = replace(cfg, strategy="two_phase")
+        return (chosen,
+                f"auto → two_phase, the last {top_blocks(phase2_knobs(chosen), n_groups)} of {n_groups} blocks: "
+                f"{n_images} images ({per_class:.0f}/class) — {why}")
     return (replace(cfg, strategy="full"),
             f"auto → full: {n_images} images ({per_class:.0f}/class) — enough to adapt the whole backbone "
             f"(measured ahead of two_phase and the probe from {FULL_FROM}/class)")
@@ -183,6 +193,7 @@ class Finetuner:
         self.normalised = normalised(backbone)
         if cfg.backbone_lr_factor < 0:  # auto: gentler for a backbone without normalisation layers
             cfg = replace(cfg, backbone_lr_factor=1.0 if self.normalised else UNNORMALISED_LR_FACTOR)
+        cfg = phase2_knobs(cfg)
         self.cfg, self.model = cfg, model
         self.groups = list(backbone.layer_groups()) if backbone is not None else []
         in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
@@ -192,7 +203,7 @@ class Finetuner:
         # statistics to follow its weights — with them kept, full fine-tuning at 1e-3 diverged
         # to chance, and a U-Net encoder at 0.2 × fell for single epochs from 0.85 to 0.38 mIoU
         # (benchmarks/RESULTS.md, recipes and small mask datasets)
-        gentle = cfg.strategy == "frozen" or (cfg.strategy in ("two_phase", "gradual") and not full_after_switch(cfg)
+        gentle = cfg.strategy == "frozen" or (cfg.strategy in ("two_phase", "gradual")
                                               and cfg.phase2_lr_factor <= GENTLE_FACTOR)
         self.freeze_bn = cfg.bn == "frozen" or (cfg.bn == "auto" and gentle and is_pretrained(backbone))
 
