@@ -4,12 +4,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 VENV_MIN ?= .venv-min
+VENV_LATEST ?= .venv-latest
+# the versions the test suite last passed with: `make demo` / `make test` install exactly these
+LOCK := .ci/lock.txt
 PY := $(VENV)/bin/python
 # glibc's default allocator halves CPU throughput here (page faults); this keeps freed memory
 TUNE := GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test test-min test-slow bench bench-data install data clean gpu-pack gpu-check
+.PHONY: demo test test-min test-latest lock test-slow bench bench-data install data clean gpu-pack gpu-check
 
 demo: $(VENV)/.installed data
 	$(TUNE) $(VENV)/bin/visiontl demo
@@ -25,9 +28,23 @@ bench: $(VENV)/.installed data
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	$(call install_into,$(VENV),)
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	$(call install_into,$(VENV),-c $(LOCK))
 	touch $@
+
+# The newest versions pip resolves today, in an environment made anew each time (.venv-latest):
+# what a `pip install visiontl` without the lock gets. Drift shows here when you choose to look.
+test-latest: data
+	rm -rf $(VENV_LATEST)
+	$(call install_into,$(VENV_LATEST),)
+	$(TUNE) VISIONTL_OFFLINE=1 $(VENV_LATEST)/bin/python -m pytest -q
+
+# Refresh the lock deliberately: only after the suite passed on the newest versions.
+lock: test-latest
+	{ echo "# The versions the test suite last passed with (make lock, $$(date -u +%F), Python $$($(VENV_LATEST)/bin/python -c 'import platform; print(platform.python_version())'))."; \
+	  echo "# make demo / make test install exactly these (pip constraints); make test-latest tries the newest."; \
+	  $(VENV_LATEST)/bin/python -m pip freeze --exclude-editable | LC_ALL=C sort -f; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
 
 # The oldest versions the package claims to work with (the floors in pyproject.toml, pinned
 # in .ci/min-versions.txt), in a second environment: the whole default test suite on them.
@@ -79,4 +96,4 @@ gpu-check:
 	bash benchmarks/gpu/check.sh
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) runs .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) $(VENV_LATEST) runs .pytest_cache

@@ -76,3 +76,39 @@ def test_float_tail_is_what_follows_the_last_convolutions(tmp_path):
     ops = {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
     tail = {ops[name] for name in export.float_tail(path)}
     assert {"Concat", "Sigmoid", "Mul", "Relu"} <= tail and "Conv" not in tail
+
+
+class _FindsNothing(torch.nn.Module):
+    """A detector-shaped graph whose example gives no detections (a barely trained model)."""
+
+    def forward(self, images):
+        flat = images.flatten(1)
+        keep = flat[:, 0] > 2  # images are in [0, 1]: never
+        return flat[:, :4][keep], flat[:, 0][keep]
+
+
+def test_onnx_check_of_a_model_that_outputs_nothing(tmp_path):
+    from visiontl.export import write_models
+
+    meta = write_models(_FindsNothing(), torch.rand(1, 3, 8, 8), tmp_path, {}, formats=["onnx"],
+                        output_names=["boxes", "scores"], one_image=True)
+    check = meta["onnx_check"]
+    assert check["max_abs_diff"] == 0.0 and check["shapes"] == {"boxes": [0, 4], "scores": [0]}
+    assert "empty" in check["note"] and "only shapes compared" in check["note"]
+
+
+class _Shifted(torch.nn.Module):
+    def __init__(self, extra: int) -> None:
+        super().__init__()
+        self.extra = extra
+
+    def forward(self, images):
+        return images.flatten(1)[:, : 4 + self.extra]
+
+
+def test_onnx_check_compares_shapes_before_values(tmp_path):
+    from visiontl.export import check_onnx, to_onnx
+
+    path = to_onnx(_Shifted(0), torch.rand(2, 3, 8, 8), tmp_path / "m.onnx", output_names=["y"])
+    with pytest.raises(AssertionError, match=r"'y' has shape \[2, 4\] in onnxruntime but \[2, 5\] in PyTorch"):
+        check_onnx(_Shifted(1), path, torch.rand(2, 3, 8, 8))

@@ -111,23 +111,37 @@ def to_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
     return path
 
 
-def check_onnx(model: nn.Module, path: Path, example: torch.Tensor, *, atol: float = 1e-4) -> float:
-    """Run ``path`` with onnxruntime and compare with PyTorch; returns the max abs difference.
-    ``atol`` holds for outputs up to 1 in size and scales with larger ones (float32 rounding
-    is relative: a random-init inception_v3's logits of ~10 differ by 1.5e-4)."""
+def check_onnx(model: nn.Module, path: Path, example: torch.Tensor, *, atol: float = 1e-4) -> dict:
+    """Run ``path`` with onnxruntime on ``example`` and compare with PyTorch: first every
+    output's shape, then its values. Returns what was compared (``max_abs_diff``, the
+    ``shapes``, and a ``note`` where some outputs were empty, e.g. a detector that finds
+    nothing in the example). ``atol`` holds for outputs up to 1 in size and scales with larger
+    ones (float32 rounding is relative: a random-init inception_v3's logits of ~10 differ by
+    1.5e-4)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": example.numpy()})
     with torch.no_grad():
         want = model.eval()(example)
-    want = want if isinstance(want, (tuple, list)) else (want,)
-    diff = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
-    scale = max([1.0, *(float(w.abs().max()) for w in want if w.numel())])
+    want = [w.numpy() for w in (want if isinstance(want, (tuple, list)) else (want,))]
+    names = [o.name for o in session.get_outputs()]
+    for name, g, w in zip(names, got, want):
+        if g.shape != w.shape:
+            raise AssertionError(f"{path}: output {name!r} has shape {list(g.shape)} in onnxruntime but "
+                                 f"{list(w.shape)} in PyTorch")
+    filled = [(g, w) for g, w in zip(got, want) if w.size]
+    diff = max((float(np.abs(g - w).max()) for g, w in filled), default=0.0)
+    scale = max([1.0, *(float(np.abs(w).max()) for _, w in filled)])
     if diff > atol * scale:
         raise AssertionError(f"{path}: onnxruntime differs from PyTorch by {diff:.2e} (> {atol:g} × {scale:.3g}, "
                              "the outputs' largest size)")
-    return diff
+    check = {"max_abs_diff": diff, "shapes": {n: list(w.shape) for n, w in zip(names, want)}}
+    empty = [n for n, w in zip(names, want) if not w.size]
+    if empty:
+        check["note"] = (f"{', '.join(empty)} empty for the example in both runtimes: only "
+                         f"{'shapes' if len(empty) == len(want) else 'their shapes and the other outputs'} compared")
+    return check
 
 
 def float_tail(path: Path) -> list[str]:
@@ -235,7 +249,8 @@ def write_models(net: nn.Module, example: torch.Tensor, out: Path, meta: dict, *
     meta.setdefault("files", {})
     if "onnx" in formats:
         path = to_onnx(net, example, out / "model.onnx", output_names=output_names, one_image=one_image)
-        meta["onnx_max_abs_diff_vs_pytorch"] = check_onnx(net, path, example, atol=atol)
+        check = check_onnx(net, path, example, atol=atol)
+        meta["onnx_max_abs_diff_vs_pytorch"], meta["onnx_check"] = check["max_abs_diff"], check
         meta["files"]["onnx"] = {"path": path.name, "bytes": path.stat().st_size}
     if "torchscript" in formats:
         path = to_torchscript(net, example, out / "model.torchscript.pt")

@@ -48,7 +48,7 @@ def register_backbone(name: str, builder: Callable[..., Backbone], weights: Sequ
 for _name, _spec in torchvision_backbones.SPECS.items():
     register_backbone(_name, torchvision_backbones.BUILDERS[_name], _spec.files, input_size=_spec.input_size,
                       min_size=_spec.min_size)
-RESOLVERS.register("timm", Resolver(timm_backbones.build, timm_backbones.available, "pip install timm",
+RESOLVERS.register("timm", Resolver(timm_backbones.build, timm_backbones.available, "pip install 'visiontl[timm]' (or timm)",
                                     "via timm (hub cache or download)"))
 
 

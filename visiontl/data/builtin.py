@@ -53,7 +53,7 @@ def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
         try:
             from sklearn.datasets import load_digits
         except ImportError:
-            raise ImportError("the built-in 'digits' dataset needs scikit-learn (pip install scikit-learn); "
+            raise ImportError("the built-in 'digits' dataset needs scikit-learn (pip install 'visiontl[datasets]'); "
                               "or install Fashion-MNIST: apt-get install dataset-fashion-mnist") from None
 
         digits = load_digits()

@@ -26,7 +26,7 @@ def _skimage_data() -> Path:
     try:
         import skimage
     except ImportError:
-        raise FileNotFoundError("the built-in style photos need scikit-image (pip install scikit-image)") from None
+        raise FileNotFoundError("the built-in style photos need scikit-image (pip install 'visiontl[datasets]')") from None
     return Path(os.path.dirname(skimage.__file__)) / "data"
 
 

@@ -50,7 +50,7 @@ class MetricsLogger:
 
                 self.writer = SummaryWriter(str(run_dir / "tensorboard"))
             except ImportError:
-                print("tensorboard is not installed; pip install tensorboard. Logging to CSV only.", file=sys.stderr)
+                print("tensorboard is not installed (pip install tensorboard). Logging to CSV only.", file=sys.stderr)
 
     def log(self, row: dict) -> None:
         exists = self.path.is_file() and self.path.stat().st_size > 0
