@@ -182,6 +182,55 @@ def test_offline_commands_make_no_connection_attempt(tmp_path, image_folder, det
     assert log.read_text() == ""  # not one getaddrinfo / connect
 
 
+class _Calls:
+    """Pickles as a call ``func(*args)`` (a REDUCE), which the unpickler would make."""
+
+    def __init__(self, func, *args) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _calling_checkpoints(folder) -> dict[str, str]:
+    """Native-looking checkpoints that construct ultralytics classes with arguments from the
+    file while being unpickled: file name → the class the refusal must name."""
+    from ultralytics.nn.autobackend import AutoBackend
+    from ultralytics.nn.modules.block import TorchVision
+    from ultralytics.nn.tasks import DetectionModel
+
+    cfg = _yolo_architecture()
+    cfg["activation"] = EVIL_ACTIVATION  # ultralytics' parser would eval it while building
+    torch.save({"x": _WritesMarker()}, folder / "inner.pt")  # unpickled by AutoBackend with plain pickle
+    torch.save({"model": _Calls(DetectionModel, cfg, 3, 2, False)}, folder / "ctor.pt")
+    torch.save({"model": _Calls(AutoBackend, str(folder / "inner.pt"))}, folder / "autobackend.pt")
+    torch.save({"model": _Calls(TorchVision, "alexnet", "DEFAULT")}, folder / "torchvision.pt")  # downloads
+    return {"ctor.pt": "DetectionModel", "autobackend.pt": "AutoBackend", "torchvision.pt": "TorchVision"}
+
+
+@pytest.mark.parametrize("safe_load", ["0", "1"])
+def test_native_pt_that_calls_a_class_while_unpickled_runs_nothing(tmp_path, detection_set, safe_load):
+    """No constructor from the file runs before it is judged, whatever ultralytics' own safe
+    mode says: one line of refusal, no marker, no connection attempt."""
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "connections.log"
+    env = dict(os.environ, VISIONTL_OFFLINE="1", ULTRALYTICS_SAFE_LOAD=safe_load, HOME=str(tmp_path / "home"),
+               OMP_NUM_THREADS="1")
+    for name, cls in _calling_checkpoints(tmp_path).items():
+        argv = f"train\tdetect\tdata.yaml={detection_set}\tmodel.ultralytics={tmp_path / name}\t--dry-run"
+        proc = subprocess.run([sys.executable, "-c", NETWORK_GUARD, str(log), argv], capture_output=True, text=True,
+                              env=env, timeout=300, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+        err = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert f"{name}: refusing to load; it calls " in err[-1] and cls in err[-1], proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("pwned*"))
+    assert log.read_text() == ""  # not one getaddrinfo / connect
+
+
 @pytest.mark.parametrize("name", ["../../x", "..", "a/b", "/tmp/abs", "x" * 300])
 def test_run_name_never_leaves_the_runs_folder(tmp_path, image_folder, capsys, name):
     runs = tmp_path / "sub" / "runs"

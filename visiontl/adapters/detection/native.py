@@ -1,11 +1,15 @@
 """Native ultralytics models (``model.ultralytics=yolov8n.pt`` or ``=yolov8n.yaml``) trained
 through visiontl's engine, data and strategies, so the YOLO zoo stays open to its users.
 
-A ``.pt`` is a pickled model. It is loaded with ``weights_only=True`` and an allow-list:
-module classes from ``ultralytics.nn`` and ``torch.nn`` and a few plain containers, nothing
-callable. Only its architecture (``yaml``) and its weights are kept, read from the
-unpickled objects' attributes without calling any of their methods; the model is rebuilt
-from the architecture for the training set's classes and the weights that fit are loaded.
+A ``.pt`` is a pickled model. It is loaded with ``weights_only=True``, and every module
+class it names (from ``ultralytics.nn`` or ``torch.nn``, nothing else) is stood in for by an
+inert placeholder (:class:`_Unpickled`): no constructor, ``__setstate__`` or other code of
+the real classes runs while the file is read, whatever the ultralytics version or its
+settings, and a file that *calls* a class (a pickle REDUCE, as in
+``DetectionModel(cfg=…)`` or ``AutoBackend("other.pt")``) is refused. Only its architecture
+(``yaml``) and its weights are kept, read from the placeholders' state; the model is
+rebuilt from the checked architecture for the training set's classes and the weights that
+fit are loaded.
 
 An architecture is data that ultralytics' model parser turns into code: it passes the
 ``activation`` string to ``eval`` and looks layer names up among its module's globals
@@ -17,9 +21,10 @@ names from an allow-list of detection layers, an activation of the form ``nn.Nam
 from __future__ import annotations
 
 import copy
-import importlib
+import pickle
 import re
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -27,21 +32,45 @@ from torch import nn
 from . import _ultralytics  # noqa: F401,I001  (before ultralytics: offline, its patches undone)
 from ultralytics.nn.tasks import DetectionModel as UltralyticsDetectionModel
 
-_PLAIN = {"collections.OrderedDict", "builtins.set", "types.SimpleNamespace",
-          "ultralytics.utils.IterableSimpleNamespace", "torch.nn.parameter.Parameter"}
+_CONTAINERS = {"builtins.set": set, "types.SimpleNamespace": types.SimpleNamespace,
+               "ultralytics.utils.IterableSimpleNamespace": types.SimpleNamespace,  # args, as plain namespaces
+               "torch.nn.parameter.Parameter": nn.Parameter}
 
 
-def _allowed(name: str):
+class _Unpickled:
+    """Stands for a module class a checkpoint names (``_name``). Unpickling creates it empty
+    and fills its ``__dict__`` with the stored state; nothing of the real class runs, and a
+    call of the class with arguments from the file is refused."""
+    _name = ""
+
+    def __new__(cls, *args):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs) -> None:
+        raise pickle.UnpicklingError(f"it calls {self._name}(…) while being read (a model file stores modules; "
+                                     "it does not construct them)")
+
+    def __setstate__(self, state) -> None:
+        state, slots = state if type(state) is tuple and len(state) == 2 else (state, None)
+        for part in (state, slots):
+            if part is not None and type(part) is not dict:
+                raise pickle.UnpicklingError(f"{self._name}: stored state is a {type(part).__name__}, not a dict")
+            self.__dict__.update(part or {})
+
+
+def _stand_in(name: str):
+    """What unpickling gets for the global ``name``: a placeholder for a module class of
+    ``ultralytics.nn`` / ``torch.nn`` (already imported: the file names no module to import),
+    a plain container, or None (refused)."""
+    if name in _CONTAINERS:
+        return _CONTAINERS[name]
     module, _, attr = name.rpartition(".")
-    if name not in _PLAIN and not module.startswith(("ultralytics.nn.", "torch.nn.modules.")):
+    if not module.startswith(("ultralytics.nn.", "torch.nn.modules.")) or module not in sys.modules:
         return None
-    try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
+    cls = vars(sys.modules[module]).get(attr)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         return None
-    if name in _PLAIN or (isinstance(obj, type) and issubclass(obj, nn.Module)):
-        return obj
-    return None
+    return type(attr, (_Unpickled,), {"_name": name, "__module__": __name__})
 
 
 # detection layers of the YOLO families (v3 … 26, RT-DETR backbones); no loaders, no text or
@@ -144,15 +173,20 @@ def load_ultralytics_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such ultralytics checkpoint")
-    allowed = {name: _allowed(name) for name in torch.serialization.get_unsafe_globals_in_checkpoint(path)}
-    refused = [name for name, obj in allowed.items() if obj is None]
+    names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    stand_ins = {name: _stand_in(name) for name in names}
+    refused = [name for name, obj in stand_ins.items() if obj is None]
     if refused:
         raise ValueError(f"{path}: refusing to load; it pickles {', '.join(refused)}, which are not model "
                          "modules (only ultralytics.nn / torch.nn module classes are allowed)")
-    with torch.serialization.safe_globals(list(allowed.values())):
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals([(obj, name) for name, obj in stand_ins.items()]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = re.search(r"it calls .*?construct them\)", str(e))
+        raise ValueError(f"{path}: refusing to load; {reason.group(0) if reason else str(e).splitlines()[0]}") from None
     model = (ckpt.get("ema") or ckpt.get("model")) if type(ckpt) is dict else ckpt
-    if not isinstance(model, nn.Module) or type(_attr(model, "yaml")) is not dict:
+    if not isinstance(model, _Unpickled) or type(_attr(model, "yaml")) is not dict:
         raise ValueError(f"{path}: not an ultralytics detection checkpoint (no model with a 'yaml' architecture)")
     architecture = check_architecture(dict(_attr(model, "yaml")), path)
     try:
