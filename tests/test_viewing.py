@@ -307,6 +307,37 @@ BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]
 
 
+def test_web_page_takes_only_the_uploaded_bytes(classifier, tmp_path, monkeypatch):
+    """An upload is decoded from its bytes: a list of server paths, a probe for a server file
+    or a playlist disguised as a video is refused alike, and no server file is ever read."""
+    import threading
+
+    from visiontl.serve import answer
+
+    model, data = classifier
+    secret = sorted((data / "green").glob("*.png"))[0]  # an image on the server's disk
+    seen = []
+    original = Classifier.predict
+    monkeypatch.setattr(Classifier, "predict", lambda self, inputs, **kw: seen.extend(inputs) or original(self, inputs, **kw))
+    uploads, lock = tmp_path / "uploads", threading.Lock()
+    uploads.mkdir()
+    (uploads / "list.txt").write_text(f"{secret}\n" * 300)
+    (uploads / "probe.txt").write_text("/etc/passwd\n")
+    (uploads / "missing.txt").write_text("/no/such/file.png\n")
+    (uploads / "clip.mp4").write_text(f"#EXTM3U\n#EXTINF:1,\nfile://{secret}\n")
+    summaries = {}
+    for name in ("list.txt", "probe.txt", "missing.txt", "clip.mp4"):
+        image, video, table, summary = answer(model, str(uploads / name), work=tmp_path / "work", lock=lock)
+        assert image is None and video is None and table is None and f"**{name}** was refused" in summary
+        summaries[name] = summary.replace(name, "NAME")
+    assert summaries["probe.txt"] == summaries["missing.txt"] == summaries["list.txt"]  # no file-existence oracle
+    assert seen == []
+    (uploads / "photo.png").write_bytes(secret.read_bytes())
+    image, _, table, summary = answer(model, str(uploads / "photo.png"), work=tmp_path / "work", lock=lock)
+    assert image is not None and list(table["path"]) == ["photo.png"] and "green" in summary
+    assert len(seen) == 1 and isinstance(seen[0], np.ndarray)  # the model got the decoded bytes, not a path
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)")
 def test_web_page_in_a_real_browser(classifier, tmp_path, monkeypatch):
     pytest.importorskip("gradio")

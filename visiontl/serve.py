@@ -1,12 +1,15 @@
 """``visiontl serve RUN/best.pt``: a local web page for a trained model (Gradio). A person
 drops an image (or a video) and sees the drawn result (``Result.plot``, the same drawing as
 ``predict``) and the numbers (``Results.to_pandas``). The model is loaded once; requests
-queue, and one runs on the model at a time. A file that is not a readable image or video is
-refused with a message on the page. Offline: no analytics, no share tunnel, no web fonts
+queue, and one runs on the model at a time. The page works on the uploaded bytes only: an
+image is decoded from them, a video must be one of the containers it lists (checked by its
+first bytes), and nothing named inside an upload (a ``.txt`` list of paths, a playlist) is
+ever opened on the server. Anything else is refused with a message on the page. Offline: no analytics, no share tunnel, no web fonts
 (the page uses the system's fonts), no server-side rendering process.
 """
 from __future__ import annotations
 
+import io
 import os
 import sys
 import tempfile
@@ -14,6 +17,7 @@ import threading
 from pathlib import Path
 
 from .adapters.viewing import is_video
+from .data.images import BadImageError, read_image
 
 _OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "GRADIO_SSR_MODE": "False"}
 
@@ -38,24 +42,7 @@ def build_app(model, *, title: str = ""):
     classes = f"{n} class{'es' if n > 1 else ''}: {', '.join(model.classes[:12])}{'…' if n > 12 else ''}" if n else ""
 
     def predict(path: str | None):
-        if not path:
-            return None, None, None, "Drop an image or a video above."
-        name = Path(path).name
-        if is_video(path):
-            with lock:
-                try:
-                    info = model.predict_video(path, out_dir=work / Path(path).parent.name, progress=False)
-                except ValueError as e:
-                    return None, None, None, _refused(name, str(e))
-            table = _read_table(info["table"])
-            return None, info["video"], table, f"**{name}**: {info['frames']} frames, {info['fps']:.1f} frames/s"
-        with lock:
-            results = model.predict([path])
-        r = results[0]
-        if not r.ok:
-            return None, None, None, _refused(name, r["error"])
-        table = results.to_pandas().drop(columns=["error"]).assign(path=name)  # not the server's temporary path
-        return r.plot(), None, table, f"**{name}**: {model.describe_prediction(r)}"
+        return answer(model, path, work=work, lock=lock)
 
     with gr.Blocks(title=title) as app:
         gr.Markdown(f"## {title}\n{classes}")
@@ -71,6 +58,53 @@ def build_app(model, *, title: str = ""):
         numbers = gr.Dataframe(label="numbers", elem_id="numbers", interactive=False)
         source.upload(predict, inputs=source, outputs=[image, video, numbers, summary])
     return app.queue(default_concurrency_limit=4)
+
+
+def answer(model, path: str | None, *, work: Path, lock: threading.Lock):
+    """The page's answer to one upload at ``path`` (Gradio's copy of the uploaded bytes):
+    (drawn image, result video, table, summary)."""
+    if not path:
+        return None, None, None, "Drop an image or a video above."
+    name = Path(path).name
+    if is_video(path):
+        with open(path, "rb") as f:
+            container = video_container(f.read(16))
+        if container is None:
+            return None, None, None, _refused(name, "not a video container this page reads (MP4/QuickTime, AVI, "
+                                                    "Matroska/WebM, MPEG, WMV)")
+        with lock:
+            try:
+                info = model.predict_video(path, out_dir=work / Path(path).parent.name, progress=False)
+            except ValueError as e:
+                return None, None, None, _refused(name, str(e))
+        table = _read_table(info["table"])
+        return None, info["video"], table, f"**{name}**: {info['frames']} frames, {info['fps']:.1f} frames/s"
+    try:  # decoded from the uploaded bytes, whatever the name says: never a list of paths to open
+        image = read_image(io.BytesIO(Path(path).read_bytes()))
+    except BadImageError as e:
+        return None, None, None, _refused(name, str(e))
+    with lock:
+        results = model.predict([image])
+    r = results[0]
+    if not r.ok:
+        return None, None, None, _refused(name, r["error"])
+    table = results.to_pandas().drop(columns=["error"]).assign(path=name)  # the user's name, not an array's
+    return r.plot(), None, table, f"**{name}**: {model.describe_prediction(r)}"
+
+
+def video_container(head: bytes) -> str | None:
+    """The container a file's first 16 bytes announce, or None."""
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "mp4"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"):
+        return "mpeg"
+    if head[:8] == b"\x30\x26\xb2\x75\x8e\x66\xcf\x11":
+        return "asf"
+    return None
 
 
 def _refused(name: str, error: str) -> str:
