@@ -112,3 +112,28 @@ def test_onnx_check_compares_shapes_before_values(tmp_path):
     path = to_onnx(_Shifted(0), torch.rand(2, 3, 8, 8), tmp_path / "m.onnx", output_names=["y"])
     with pytest.raises(AssertionError, match=r"'y' has shape \[2, 4\] in onnxruntime but \[2, 5\] in PyTorch"):
         check_onnx(_Shifted(1), path, torch.rand(2, 3, 8, 8))
+
+
+def test_outputs_replace_links_planted_in_the_output_folder(image_folder, tmp_path):
+    """A symlink already at an output's name (export/model.json, preds/predictions.csv …)
+    is replaced by the new file; the file it pointed at is never written."""
+    cfg = tiny_config(image_folder, tmp_path / "runs", train__epochs=1, train__name="r")
+    Classifier(config=cfg).fit()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    planted = {"ex": ["model.json", "model.onnx", "model.int8.onnx", "model.torchscript.pt"],
+               "preds": ["predictions.csv", "predictions.json"]}
+    for folder, names in planted.items():
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / name).symlink_to(victim)
+    ckpt = str(tmp_path / "runs" / "r" / "best.pt")
+    assert main(["export", ckpt, "--int8", "--out", str(tmp_path / "ex")]) == 0
+    assert main(["predict", ckpt, str(image_folder / "red"), "--out", str(tmp_path / "preds")]) == 0
+    assert victim.read_text() == "precious"
+    for folder, names in planted.items():
+        for name in names:
+            path = tmp_path / folder / name
+            assert not path.is_symlink() and path.stat().st_size > 0, path
+    assert json.loads((tmp_path / "ex" / "model.json").read_text())["task"] == "classify"
+    assert not [p for p in (tmp_path / "ex").iterdir() if p.name.startswith(".")]  # no temp file left

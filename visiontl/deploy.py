@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from . import plots
+from .files import write_text
 from .bench.measure import median, parameters, timed
 
 
@@ -75,8 +76,8 @@ def deployment_report(checkpoint: str | Path, *, compare: Sequence[str | Path] =
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
               f"{_cores()} CPU threads", "task": ref.task, "metric": key, "higher_is_better": ref.monitor[1] == "max",
               "val_images": val_images, "image_size": size, "batch": batch, "rounds": rounds, "rows": rows}
-    (out / "deploy_report.json").write_text(json.dumps(report, indent=1))
-    (out / "deploy_report.md").write_text(markdown(report))
+    write_text(out / "deploy_report.json", json.dumps(report, indent=1))
+    write_text(out / "deploy_report.md", markdown(report))
     plot(report, out / "deploy_report.png")
     return report
 

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .files import replacing
 from .plots import short
 
 MIN_SIDE = 320  # images whose shorter side is below this are enlarged before text is drawn on them
@@ -97,7 +98,8 @@ def banner(image: np.ndarray, lines: Sequence[str], *, color=(20, 20, 20), first
 def save_image(image: np.ndarray, path: str | Path) -> Path:
     from PIL import Image
 
-    Image.fromarray(image).save(path)
+    with replacing(path) as tmp:
+        Image.fromarray(image).save(tmp)
     return Path(path)
 
 
@@ -151,6 +153,7 @@ def save_index_mask(mask: np.ndarray, palette: np.ndarray, path: str | Path) -> 
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     im = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
     im.putpalette(colorize_mask(np.arange(256)[None], palette).reshape(-1).tolist())
-    im.save(path)
+    with replacing(path) as tmp:
+        im.save(tmp)
     return Path(path)
 

@@ -8,6 +8,7 @@ in [0, 1] (N, 3, H, W, float32) whatever the weights expect.
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Iterable
 import numpy as np
 import torch
 from torch import nn
+
+from .files import replacing, write_text
 
 
 @dataclass
@@ -81,14 +84,20 @@ def to_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, output_names
             one_image: bool = False) -> Path:
     """ONNX with a dynamic batch axis (and dynamic height/width); ``one_image``: one image of
     the example's size in, outputs of a varying length (torchvision's detection export)."""
-    model = model.eval()
+    with replacing(path) as tmp:  # never through a file or link already at path
+        _to_onnx(model.eval(), example, tmp, output_names=output_names, one_image=one_image)
+    return path
+
+
+def _to_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, output_names: list[str],
+             one_image: bool) -> None:
     if one_image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision's tracer warnings about its size arithmetic
             torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=output_names,
                               dynamic_axes={n: {0: "detections"} for n in output_names}, dynamo=False,
                               opset_version=17)
-        return path
+        return
     try:
         batch, h, w = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"], output_names=output_names,
@@ -100,14 +109,14 @@ def to_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, output_names
             axes = {"images": {0: "batch", 2: "height", 3: "width"}, **{n: {0: "batch"} for n in output_names}}
             torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=output_names,
                               dynamic_axes=axes, dynamo=False)
-    return path
 
 
 def to_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is in maintenance, still widely deployed
         traced = torch.jit.trace(model.eval(), example)
-    traced.save(str(path))
+    with replacing(path) as tmp:
+        traced.save(str(tmp))
     return path
 
 
@@ -176,16 +185,16 @@ def quantize_int8(float_path: Path, int8_path: Path, calibration: Iterable[np.nd
             batch = next(self.batches, None)
             return None if batch is None else {"images": batch}
 
-    prepared = int8_path.with_suffix(".prep.onnx")
-    try:
-        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-        source = prepared
-    except Exception:
-        source = float_path
-    quantize_static(str(source), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=float_tail(source) if keep_tail else None)
-    prepared.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(dir=int8_path.parent, prefix=".int8-") as work, replacing(int8_path) as tmp:
+        prepared = Path(work) / "prep.onnx"
+        try:
+            quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+            source = prepared
+        except Exception:
+            source = float_path
+        quantize_static(str(source), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=float_tail(source) if keep_tail else None)
     return int8_path
 
 
@@ -259,5 +268,4 @@ def write_models(net: nn.Module, example: torch.Tensor, out: Path, meta: dict, *
 
 
 def write_meta(path: Path, meta: dict) -> Path:
-    path.write_text(json.dumps(meta, indent=1))
-    return path
+    return write_text(path, json.dumps(meta, indent=1))

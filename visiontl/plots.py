@@ -10,6 +10,8 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from .files import replacing
+
 
 def subplots(*args, figsize: tuple[float, float] | None = None, **kwargs):
     """``(figure, axes)`` like ``pyplot.subplots``, on a figure pyplot does not track (save it
@@ -100,7 +102,8 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str | 
 def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
     return path
 
 

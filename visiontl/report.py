@@ -7,6 +7,7 @@ import yaml
 
 from .engine.logger import read_metrics
 from .engine.settings import resolve_monitor
+from .files import write_text
 
 
 def report(run_dir: str | Path) -> str:
@@ -49,7 +50,7 @@ def write_summary(run_dir: Path, lines: list[str]) -> Path:
     """``summary.txt``: ``lines``, then the files the run directory holds (what is there, not a kept list)."""
     written = {p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
     path = run_dir / "summary.txt"
-    path.write_text("\n".join([*lines, f"files: {' '.join(sorted(written | {path.name}))}"]) + "\n")
+    write_text(path, "\n".join([*lines, f"files: {' '.join(sorted(written | {path.name}))}"]) + "\n")
     return path
 
 

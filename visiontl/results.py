@@ -14,7 +14,6 @@ Drawing is :mod:`visiontl.draw`'s, the same as the run's prediction grids.
 """
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from . import draw
+from .files import write_csv, write_text
 from .data.images import read_image
 
 
@@ -211,16 +211,13 @@ class Results(list):
         return pd.DataFrame(self.rows(), columns=self.columns())
 
     def to_csv(self, path: str | Path) -> Path:
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.columns(), restval="")
-            w.writeheader()
-            w.writerows(self.rows())
-        return Path(path)
+        columns = self.columns()
+        return write_csv(path, [columns, *([row.get(c, "") for c in columns] for row in self.rows())])
 
     def to_json(self, path: str | Path | None = None, **kwargs) -> str:
         text = json.dumps([r.to_dict() for r in self], **kwargs)
         if path is not None:
-            Path(path).write_text(text)
+            write_text(path, text)
         return text
 
     def save(self, folder: str | Path, suffix: str = "") -> list[Path]:

@@ -4,44 +4,14 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
-    """``write(file)`` into a temp file of its own next to ``path``, fsync, then rename over
-    ``path``: a crash at any point leaves either the old file or the new one, never half of
-    one, and concurrent writers never share a temp file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), 0o666 & ~_umask())  # as open() would make it (mkstemp makes 0600)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from ..files import write_atomic
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..backbones.weights import file_sha256
 from . import distributed as dist
-from .checkpoint import write_atomic
+from ..files import write_atomic
 
 
 def root_dir(configured: str = "") -> Path:

@@ -1,7 +1,6 @@
 """The classification task adapter: data, model, loss, steps, metrics, predict, plots."""
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections import Counter
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import plots
+from ...files import write_csv
 from ...backbones import input_sizes
 from ...data.classification import csv_dataset, image_folder
 from ...data.image_dataset import ImageDataset, collate
@@ -200,11 +200,8 @@ class Classifier(TaskAdapter):
         probs, labels, cm = details
         out_dir.mkdir(parents=True, exist_ok=True)
         plots.confusion(cm.numpy(), self.classes, out_dir / "confusion_matrix.png")
-        with open(out_dir / "confusion_matrix.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["true\\predicted", *self.classes])
-            for name, row in zip(self.classes, cm.tolist()):
-                w.writerow([name, *row])
+        write_csv(out_dir / "confusion_matrix.csv",
+                  [["true\\predicted", *self.classes], *([name, *row] for name, row in zip(self.classes, cm.tolist()))])
         # worst first: wrong predictions by confidence, then right ones by least confidence
         conf, pred = probs.max(1)
         wrong = pred != labels

@@ -1,7 +1,6 @@
 """The detection task adapter: data, model, loss, steps, metrics, predict, plots, export."""
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -12,6 +11,7 @@ from ultralytics.nn.modules.head import Detect
 from ultralytics.utils.nms import non_max_suppression
 
 from ... import draw, plots
+from ...files import write_csv
 from ...data.detect_transforms import DetectEval, DetectTrain, letterbox, unletterbox
 from ...data.detection import (DetectionDataset, coco_samples, collate, print_report, read_data_yaml, yolo_images,
                                yolo_samples)
@@ -248,11 +248,9 @@ class Detector(TaskAdapter):
         details, detections = details
         out_dir.mkdir(parents=True, exist_ok=True)
         per_class = details["per_class"]
-        with open(out_dir / "per_class.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["class", "instances", "precision", "recall", "mAP50", "mAP50-95"])
-            for name, m in per_class.items():
-                w.writerow([name, m["instances"], *(f"{m[k]:.4f}" for k in ("precision", "recall", "mAP50", "mAP50-95"))])
+        write_csv(out_dir / "per_class.csv", [["class", "instances", "precision", "recall", "mAP50", "mAP50-95"], *(
+            [name, m["instances"], *(f"{m[k]:.4f}" for k in ("precision", "recall", "mAP50", "mAP50-95"))]
+            for name, m in per_class.items())])
         if details["recall_x"] is not None:
             plots.pr_curves(details["recall_x"], details["precision_curves"], details["classes"],
                             [per_class[c]["mAP50"] for c in details["classes"]], out_dir / "pr_curve.png")

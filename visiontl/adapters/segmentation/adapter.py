@@ -1,7 +1,6 @@
 """The segmentation task adapter: data, model, loss, steps, metrics, predict, plots, export."""
 from __future__ import annotations
 
-import csv
 import sys
 from functools import partial
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import draw, plots
+from ...files import write_csv
 from ...data.images import expand_inputs, output_stems, readable
 from ...data.seg_transforms import SegmentTrain, input_scale
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
@@ -223,11 +223,8 @@ class Segmenter(TaskAdapter):
     def write_evaluation(self, out_dir: Path, data: SegmentationDataset, details) -> None:
         cm, per_class = details
         out_dir.mkdir(parents=True, exist_ok=True)
-        with open(out_dir / "per_class.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["class", "pixels", "IoU", "Dice", "recall"])
-            for name, m in per_class.items():
-                w.writerow([name, m["pixels"], *(f"{m[k]:.4f}" for k in ("IoU", "Dice", "recall"))])
+        write_csv(out_dir / "per_class.csv", [["class", "pixels", "IoU", "Dice", "recall"], *(
+            [name, m["pixels"], *(f"{m[k]:.4f}" for k in ("IoU", "Dice", "recall"))] for name, m in per_class.items())])
         plots.bars(list(per_class), [np.nan_to_num(m["IoU"]) for m in per_class.values()], out_dir / "per_class_iou.png",
                    ylabel="IoU", title="IoU per class (validation pixels)")
         plots.confusion(cm, self.classes, out_dir / "confusion_matrix.png", title="pixel confusion (row-normalised)")

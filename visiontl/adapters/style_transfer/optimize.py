@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ... import draw
 from ...backbones import create_backbone
 from ...data.images import read_image
 from ...engine.distributed import select_device
+from ...files import write_text
 from .loss import content_loss, gram, layer_weights, style_loss, total_variation
 from .taps import FeatureTaps
 
@@ -55,8 +57,7 @@ class Stylized:
     seconds: float = 0.0
 
     def save(self, path: str | Path) -> Path:
-        Image.fromarray(self.image).save(path)
-        return Path(path)
+        return draw.save_image(self.image, path)
 
     def write(self, path: str | Path, content, style) -> list[Path]:
         """The image at ``path``, and beside it ``<stem>_grid.png`` (content | style | result),
@@ -70,7 +71,7 @@ class Stylized:
         plots.image_grid([as_image(content), as_image(style), self.image], ["content", "style", "result"], grid, cols=3)
         curve = plots.step_curves(self.history, ["loss", "content", "style", "tv"], path.with_name(f"{path.stem}_losses.png"))
         table = path.with_name(f"{path.stem}_losses.csv")
-        table.write_text("step,loss,content,style,tv\n" + "".join(
+        write_text(table, "step,loss,content,style,tv\n" + "".join(
             f"{h['step']},{h['loss']:.6g},{h['content']:.6g},{h['style']:.6g},{h['tv']:.6g}\n" for h in self.history))
         return [self.save(path), grid, curve, table]
 
