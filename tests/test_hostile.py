@@ -231,7 +231,7 @@ def test_native_pt_that_calls_a_class_while_unpickled_runs_nothing(tmp_path, det
     assert log.read_text() == ""  # not one getaddrinfo / connect
 
 
-@pytest.mark.parametrize("name", ["../../x", "..", "a/b", "/tmp/abs", "x" * 300])
+@pytest.mark.parametrize("name", ["../../x", "..", "a/b", "/tmp/abs", "x" * 300, "a\nb", "a\tb", " a", "a\x1b[2J"])
 def test_run_name_never_leaves_the_runs_folder(tmp_path, image_folder, capsys, name):
     runs = tmp_path / "sub" / "runs"
     argv = ["train", "classify", f"data.train={image_folder}", f"train.out_dir={runs}", f"train.name={name}",
@@ -255,12 +255,32 @@ def test_impossible_settings_are_named_before_any_work(image_folder, tmp_path, c
 
 
 @pytest.mark.parametrize("setting", ["data.image_size=-1", "data.val_fraction=1", "data.val_fraction=-0.1",
-                                     "loss.label_smoothing=5"])
+                                     "loss.label_smoothing=5", "data.augment.hflip=5", "data.augment.color_jitter=-1",
+                                     "data.augment.scale_min=0", "model.dropout=2", "model.dropout=nan"])
 def test_impossible_data_and_loss_values_are_named(image_folder, tmp_path, capsys, setting):
     argv = ["train", "classify", f"data.train={image_folder}", f"train.out_dir={tmp_path / 'runs'}", setting,
             "model.backbone=mobilenet_v3_small", "model.weights=none", "train.num_workers=0"]
     assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {setting.split('=')[0]}="), err[-3:]
+    assert len(err) == 1 or "must be" in err[-1]  # one line that names the key (and its range)
+
+
+@pytest.mark.parametrize("task, setting", [("detect", "data.augment.mosaic=2"), ("segment", "data.augment.vflip=-1"),
+                                           ("detect", "data.augment.translate=0.9")])
+def test_other_tasks_augmentation_ranges_are_named(task, setting, tmp_path, capsys):
+    assert main(["train", task, "data.train=x", setting, "--dry-run"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {setting.split('=')[0]}=")
+
+
+def test_report_of_a_run_whose_config_holds_a_python_tag_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics.csv").write_text("epoch,train/loss\n1,0.5\n")
+    (tmp_path / "config.yaml").write_text("task: !!python/object/apply:os.system ['touch pwned']\n")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.yaml: refused: the tag" in err[0] and "python/object/apply:os.system" in err[0]
+    assert "Traceback" not in err[0] and not (tmp_path / "pwned").exists()
 
 
 def test_resuming_a_checkpoint_of_another_task_or_backbone_says_so(image_folder, tmp_path, segmentation_set, capsys):

@@ -150,6 +150,25 @@ def _looks_float(raw: str) -> bool:
         return False
 
 
+def check_ranges(cfg: Any, prefix: str = "") -> None:
+    """Every key whose section declares its allowed values (a ``RANGES`` class attribute of
+    intervals such as ``"[0, 1)"``) holds one, or a ConfigError naming the key and the range."""
+    ranges = getattr(type(cfg), "RANGES", {})
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, f"{prefix}{f.name}.")
+        elif f.name in ranges and not _in_interval(value, ranges[f.name]):
+            raise ConfigError(f"{prefix}{f.name}={value}: must be in {ranges[f.name]}")
+
+
+def _in_interval(value: float, interval: str) -> bool:
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below  # NaN: neither
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -157,10 +176,22 @@ def read_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        raise ConfigError(f"{path}: {yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return _fix_floats(data)
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (a tag that would build a Python
+    object is refused by the safe loader; say so)."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    if "constructor for the tag" in problem:
+        return f"refused: {problem.replace('could not determine a constructor for the tag', 'the tag')}{where} " \
+               "builds an object; only plain YAML (text, numbers, lists, mappings) is read"
+    return f"not valid YAML: {problem}{where}"
 
 
 def _fix_floats(node: Any) -> Any:
@@ -202,7 +233,9 @@ def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[st
         if dataclasses.is_dataclass(tp):
             rows += describe(tp, f"{prefix}{f.name}.", default)
             continue
-        rows.append((prefix + f.name, _type_name(tp), yaml.safe_dump(default, default_flow_style=True).strip()
+        interval = getattr(cls, "RANGES", {}).get(f.name)
+        rows.append((prefix + f.name, _type_name(tp) + (f" in {interval}" if interval else ""),
+                     yaml.safe_dump(default, default_flow_style=True).strip()
                      .removesuffix("...").strip(), comments.get(f.name, "")))
     return rows
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from .config import read_yaml
 from .engine.logger import read_metrics
 from .engine.settings import resolve_monitor
 from .files import write_text
@@ -18,7 +17,7 @@ def report(run_dir: str | Path) -> str:
     rows = read_metrics(run)
     if not rows:
         raise FileNotFoundError(f"{run}: no metrics.csv — not a visiontl run directory, or no epoch finished yet")
-    cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+    cfg = read_yaml(run / "config.yaml") if (run / "config.yaml").is_file() else {}
     task, model, ft = cfg.get("task", "?"), cfg.get("model", {}), cfg.get("finetune", {})
     data, optim = cfg.get("data", {}), cfg.get("optim", {})
     monitor = cfg.get("train", {}).get("monitor") or _task_monitor(task)

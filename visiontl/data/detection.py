@@ -19,6 +19,7 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from ..config import yaml_problem
 from .detect_transforms import to_tensors
 from .images import IMAGE_EXTENSIONS, KEEP, DataError, check_image, list_images, read_image
 
@@ -122,7 +123,7 @@ def read_data_yaml(path: str | Path) -> dict:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except yaml.YAMLError as e:
-        raise DataError(f"{path}: not valid YAML ({e})") from None
+        raise DataError(f"{path}: {yaml_problem(e)}") from None
     if not isinstance(spec, dict) or "names" not in spec or "train" not in spec:
         raise DataError(f"{path}: a data.yaml needs at least 'train' and 'names'")
     names = spec["names"]

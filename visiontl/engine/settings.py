@@ -33,18 +33,22 @@ def fit_batch_size(cfg: "TrainConfig", n_images: int) -> tuple[int, str]:
 
 def check_run_name(name: str) -> str:
     """``train.name`` as one folder under ``train.out_dir``: never a path that leaves it."""
-    if name and (name in (".", "..") or "/" in name or "\\" in name or "\0" in name or Path(name).name != name
-                 or len(name) > 100):
+    if name and (name in (".", "..") or "/" in name or "\\" in name or Path(name).name != name or len(name) > 100
+                 or not name.isprintable() or name != name.strip()):
         raise ValueError(f"train.name={name[:120]!r}: a run directory name is one folder under train.out_dir "
-                         "(no / or \\, not . or .., at most 100 characters)")
+                         "(no / or \\, not . or .., no control characters such as a newline, no spaces at either "
+                         "end, at most 100 characters)")
     return name
 
 
 def check_task_config(c) -> None:
-    """The keys several tasks share: ``data.image_size``, ``data.val_fraction``,
+    """Every key with declared allowed values (``RANGES``, :func:`~visiontl.config.check_ranges`),
+    then the keys several tasks share: ``data.image_size``, ``data.val_fraction``,
     ``loss.label_smoothing`` and the ``distill`` section, where the task has them."""
+    from ..config import check_ranges
     from .distill import check_distill
 
+    check_ranges(c)
     d = c.data
     if not d.image_size > 0:
         raise ValueError(f"data.image_size={d.image_size}: must be a positive number of pixels")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Union
 
 from ...data.augment import AugmentConfig
 from ...engine.config import DistillConfig, FinetuneConfig, OptimConfig, TrainConfig
@@ -26,6 +26,7 @@ class ClassifyModel:
     weights: str = "imagenet"  # imagenet | a tag | a file path | none
     hidden: int = 0  # width of an optional hidden layer in the head; 0 = linear head
     dropout: float = 0.2  # before the head's last layer
+    RANGES: ClassVar[dict[str, str]] = {"dropout": "[0, 1)", "hidden": "[0, inf)"}
 
 
 @dataclass
