@@ -175,3 +175,21 @@ def test_a_kill_before_best_is_linked_is_caught_up_on_resume(image_folder, tmp_p
         assert (run / "last.pt").stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old_umask)
+
+
+def test_a_restart_after_a_kill_before_the_first_checkpoint_starts_its_metrics_afresh(image_folder, tmp_path, capsys):
+    """The same train.name again, no last.pt (killed in its first epoch): the new run's
+    metrics.csv holds its own epochs only, the old rows are kept aside."""
+    from visiontl.engine.logger import read_metrics
+    from visiontl.report import report
+
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,train/loss\n1,2.5\n")  # what the killed attempt left
+    clf = Classifier(config=tiny_config(image_folder, tmp_path / "runs", train__epochs=2, train__name="r"))
+    clf.fit()
+    assert [int(r["epoch"]) for r in read_metrics(run)] == [1, 2]
+    aside = list(run.glob("metrics.previous-*.csv"))
+    assert len(aside) == 1 and aside[0].read_text() == "epoch,train/loss\n1,2.5\n"
+    assert "moved to metrics.previous-" in capsys.readouterr().err
+    assert "epochs     2;" in report(run)

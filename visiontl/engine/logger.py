@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,16 @@ class MetricsLogger:
                 if isinstance(v, (int, float)) and k != "epoch":
                     self.writer.add_scalar(k, v, row["epoch"])
             self.writer.flush()
+
+    def start_afresh(self) -> Path | None:
+        """A new run in a folder where an earlier attempt (stopped before its first
+        checkpoint) left rows: they are kept aside as ``metrics.previous-<time>.csv``, and this
+        run's ``metrics.csv`` starts empty. Returns where the old rows went."""
+        if not self.path.is_file():
+            return None
+        aside = self.path.with_name(f"metrics.previous-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+        os.replace(self.path, aside)
+        return aside
 
     def truncate(self, epochs: int) -> None:
         """On resume, drop rows past the checkpoint's epoch (written after it, then lost)."""

@@ -118,6 +118,9 @@ class Trainer:
             if cfg.resume:
                 logger.truncate(start_epoch)
                 self._catch_up_best(start_epoch, stale)
+            elif aside := logger.start_afresh():
+                print(f"{run_dir}: an earlier attempt's metrics.csv (no checkpoint) moved to {aside.name}; "
+                      "this run starts afresh", file=sys.stderr)
             save_config(self._ran(adapter.config), run_dir / "config.yaml")
         start_time = time.perf_counter()
 
