@@ -231,3 +231,29 @@ def test_a_class_with_a_single_image_is_warned_about(image_folder, tmp_path, cap
     train, val = clf.datasets()
     assert "class(es) zebra have a single image" in capsys.readouterr().err
     assert "zebra" not in {val.classes[t] for t in val.targets()}
+
+
+def test_one_image_per_class_trains_without_validation(tmp_path, capsys):
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "one", per_class=1)
+    clf = Classifier(config=tiny_config(data, tmp_path / "runs", train__epochs=2, finetune__strategy="full"))
+    history = clf.fit()
+    assert len(history) == 2 and not any(k.startswith("val/") for k in history[-1])
+    assert "training without validation" in capsys.readouterr().err
+    assert (clf.run_dir / "best.pt").is_file()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_run_folder(image_folder, tmp_path, monkeypatch):
+    def broken(self, model, batch):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Classifier, "training_step", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        Classifier(config=tiny_config(image_folder, tmp_path / "runs", train__name="r")).fit()
+    assert not (tmp_path / "runs" / "r").exists()
+    keep = tmp_path / "runs" / "mine"  # a folder the run did not create is left alone
+    keep.mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="boom"):
+        Classifier(config=tiny_config(image_folder, tmp_path / "runs", train__name="mine")).fit()
+    assert keep.is_dir()

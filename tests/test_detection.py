@@ -49,6 +49,37 @@ def test_every_backbone_builds_trains_one_step_and_infers(name, detection_set):
     assert ((decoded[:, 4:] >= 0) & (decoded[:, 4:] <= 1)).all()  # scores after the sigmoid
 
 
+def test_the_loss_of_a_batch_is_the_mean_of_its_images_losses(detection_set):
+    """Per image, whatever the batch size: a batch's loss (and each term) is the mean of its
+    images' own losses, so the same images repeated give the same loss, and val/loss does
+    not depend on the validation batch size."""
+    from visiontl.adapters.detection.loss import DetectionLoss
+    from visiontl.adapters.detection.model import DetectionModel
+
+    torch.manual_seed(0)
+    # eval mode: BatchNorm's batch statistics would tie the images together (the head still
+    # returns its raw outputs beside the decoded ones)
+    model = DetectionModel(create_backbone("mobilenet_v3_small", weights="none"), num_classes=2).eval()
+    det = Detector(config=tiny_detect_config(detection_set, "unused"))
+    loss = DetectionLoss(model.head, det.config.loss)
+    train, _ = det.datasets()
+    images = [train[i] for i in range(5)]
+    with torch.no_grad():
+        def of(samples):
+            batch = det.collate(samples)
+            total, parts = loss(model(batch["img"]), batch)
+            return total, parts
+
+        alone = [of([im]) for im in images]
+        together, parts = of(images)
+        repeated, _ = of(images * 3)
+    torch.testing.assert_close(together, torch.stack([t for t, _ in alone]).mean(), rtol=1e-4, atol=1e-6)
+    for name in ("box", "cls", "dfl"):
+        torch.testing.assert_close(parts[name], torch.stack([p[name] for _, p in alone]).mean(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(repeated, together, rtol=1e-4, atol=1e-6)
+    assert len({round(float(t), 3) for t, _ in alone}) > 1  # the images differ: the mean is not trivially equal
+
+
 def test_head_sizes_itself_from_feature_info():
     from visiontl.adapters.detection.model import DetectionModel
 

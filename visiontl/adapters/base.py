@@ -267,7 +267,11 @@ class TaskAdapter(Compression, Viewing):
             c.optim.lr = float(f"{found.suggestion:.3g}")
             print(f"optim.lr=auto → {c.optim.lr:g} (learning-rate range test, {len(found.lrs)} steps)", file=sys.stderr)
         trainer = Trainer(self, c.train, c.optim, finetuner=finetuner, callbacks=callbacks)
-        history = trainer.fit(train_set, val_set)
+        try:
+            history = trainer.fit(train_set, val_set)
+        except BaseException:
+            trainer.discard_unstarted()
+            raise
         self.run_dir = trainer.run_dir
         if found is not None and trainer.run_dir is not None:
             found.plot(trainer.run_dir / "lr_find.png")

@@ -20,7 +20,7 @@ from .distributed import amp_dtype, to_device
 from . import ema
 from .finetune import FinetuneConfig, Finetuner, averages, follows_switch
 from .checkpoint import link_atomic, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
-from .logger import MetricsLogger, Progress
+from .logger import MetricsLogger, Progress, read_metrics
 from .schedules import get_lr
 from .config import OptimConfig, TrainConfig
 from .settings import build_optimizer, check_run_name, check_settings, fit_batch_size, resolve_monitor
@@ -44,6 +44,7 @@ class Trainer:
         self.batch_size = train.batch_size  # fit() may lower it for a tiny dataset (fit_batch_size)
         self.average = self._average_state = None  # the weights' running average after a switch (ema.py)
         self._cached = None  # (head, train loader, val loader) over cached features, once computed
+        self._made_run_dir = False  # this run created its directory (so it may remove it unused)
 
     # -- set-up -----------------------------------------------------------------------
     def _run_dir(self) -> Path:
@@ -59,11 +60,26 @@ class Trainer:
             n = 1
             while path.exists() and not self.cfg.name:  # two runs in the same second
                 path, n = Path(self.cfg.out_dir) / f"{name}-{n}", n + 1
+            self._made_run_dir = not path.exists()
             if self.cfg.name and (path / "last.pt").exists():
                 raise FileExistsError(f"{path}: a run is already there; choose another train.name, "
                                       f"or continue it with train.resume={path / 'last.pt'}")
             path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def discard_unstarted(self) -> None:
+        """After a failure before the first checkpoint: the run directory this run created
+        held only what it wrote at the start (config.yaml, an empty metrics.csv), so it goes
+        rather than stay half made. Anything else in it (a checkpoint, a user's file) keeps it."""
+        run = self.run_dir
+        if run is None or not self._made_run_dir or not dist.is_main() or not run.is_dir():
+            return
+        started = {"config.yaml", "metrics.csv"}
+        if {p.name for p in run.iterdir()} <= started and not any(read_metrics(run)):
+            for name in started:
+                (run / name).unlink(missing_ok=True)
+            run.rmdir()
+            print(f"{run}: removed (the run stopped before its first epoch was saved)", file=sys.stderr)
 
     def _ran(self, config):
         """The config as it runs: ``finetune.strategy: auto`` written as what it resolved to, so

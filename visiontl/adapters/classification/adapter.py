@@ -94,7 +94,7 @@ class Classifier(TaskAdapter):
                 print(f"warning: {d.train}: class(es) {', '.join(single)} have a single image, which stays in "
                       "training: they can never be validated (add images, or give data.val)", file=sys.stderr)
             tr_idx, va_idx = stratified_split(full.targets(), d.val_fraction, seed)
-            train, val = full.subset(tr_idx), full.subset(va_idx, transform=val_tf)
+            train, val = full.subset(tr_idx), full.subset(va_idx, transform=val_tf) if va_idx else None
         else:
             train, val = full, None
         return train, val
