@@ -58,6 +58,8 @@ def test_classification_results_are_objects_to_look_at(classifier, tmp_path):
     assert json.loads(r.to_json())["labels"] == r.labels
     table = results.to_pandas()
     assert list(table.columns[:3]) == ["path", "label1", "score1"] and len(table) == 4
+    # numbers stay numbers (formatted only when printed), as detection's and segmentation's do
+    assert str(table["score1"].dtype) == "float64" and table["score1"].iloc[0] == pytest.approx(r.scores[0])
     assert results.to_csv(tmp_path / "p.csv").read_text().startswith("path,label1,score1,label2,score2,error")
     saved = results.save(tmp_path / "drawn")
     assert len(saved) == 4 and all(p.is_file() for p in saved)

@@ -98,7 +98,7 @@ class ClassifyResult(Result):
     def rows(self) -> list[dict]:
         row = {"path": self["path"]}
         for j, (lab, s) in enumerate(zip(self["labels"], self["scores"]), 1):
-            row[f"label{j}"], row[f"score{j}"] = lab, f"{s:.5f}"
+            row[f"label{j}"], row[f"score{j}"] = lab, float(s)
         return [row]
 
 

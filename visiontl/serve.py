@@ -88,7 +88,7 @@ def answer(model, path: str | None, *, work: Path, lock: threading.Lock):
     r = results[0]
     if not r.ok:
         return None, None, None, _refused(name, r["error"])
-    table = results.to_pandas().drop(columns=["error"]).assign(path=name)  # the user's name, not an array's
+    table = results.to_pandas().drop(columns=["error"]).assign(path=name).round(4)  # the user's name, not an array's
     return r.plot(), None, table, f"**{name}**: {model.describe_prediction(r)}"
 
 
