@@ -1,4 +1,6 @@
 """Bad input: clear errors naming the file or key, or counted skips when asked."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -257,3 +259,19 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_run_folder(image
     with pytest.raises(RuntimeError, match="boom"):
         Classifier(config=tiny_config(image_folder, tmp_path / "runs", train__name="mine")).fit()
     assert keep.is_dir()
+
+
+def test_a_recipes_class_list_on_other_data_stops_naming_both(tmp_path, segmentation_set, detection_set, capsys):
+    """A 4-class scene recipe on 3-class masks, or data.names that are not the data.yaml's
+    names: one line naming the configured classes and the data's, before any training."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "segment" / "folder_resnet34_unet.yaml"
+    recipe = ["train", "segment", "-c", str(config), f"data.train={segmentation_set}", "data.val=", "data.palette=[]",
+              "model.weights=none", "data.image_size=64", f"train.out_dir={tmp_path / 'runs'}"]
+    assert main(recipe + ["--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "data.classes names 4 classes (background, road, building, vegetation)" in err
+    assert "no pixel of vegetation" in err and str(segmentation_set) in err
+    assert main(["train", "detect", f"data.yaml={detection_set}", "data.names=[car,person]", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "differ from data.names (car, person)" in err and "data.yaml" in err
+    assert not (tmp_path / "runs").exists()

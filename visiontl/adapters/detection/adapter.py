@@ -173,6 +173,9 @@ class Detector(TaskAdapter):
     def datasets(self) -> tuple[DetectionDataset, DetectionDataset | None]:
         d = self.config.data
         samples, names, report = self.read("train")
+        if d.names and list(d.names) != list(names):
+            raise DataError(f"{d.yaml or d.train}: the data's classes ({', '.join(names)}) differ from data.names "
+                            f"({', '.join(d.names)}); drop data.names or make it the data's own list")
         print_report(report)
         train = DetectionDataset(samples, names, DetectTrain(d.image_size, d.augment), report)
         val_read = self.read("val", names)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ... import draw, plots
 from ...files import write_csv
-from ...data.images import expand_inputs, output_stems, readable
+from ...data.images import DataError, expand_inputs, output_stems, readable
 from ...data.seg_transforms import SegmentTrain, input_scale
 from ...data.segmentation import (MaskSpec, SegmentationDataset, check_pairs, collate, find_pairs, print_report,
                                   split_folder)
@@ -119,6 +119,7 @@ class Segmenter(TaskAdapter):
         train = self._read(d.train, d.train_masks, spec,
                            SegmentTrain(d.image_size, d.augment, d.ignore_index, upscale=d.upscale,
                                         downscale=d.downscale))
+        self._check_classes_present(train)
         self._say_input_scale(train.report.shorter_sides)
         if d.val:
             return train, self._read(d.val, d.val_masks, spec, None)
@@ -126,6 +127,19 @@ class Segmenter(TaskAdapter):
         if not held_out:
             return train, None
         return train.subset(keep), train.subset(held_out, transform=None)
+
+    def _check_classes_present(self, train: SegmentationDataset) -> None:
+        """Every class of ``data.classes`` has pixels in the training masks: a recipe's class
+        list on other data (4 scene classes on 2-value nucleus masks) stops here, named, instead
+        of training a nucleus as a road."""
+        d = self.config.data
+        absent = [c for c, n in zip(d.classes, train.report.pixels) if n == 0]
+        if absent:
+            present = [c for c, n in zip(d.classes, train.report.pixels) if n]
+            raise DataError(f"{d.train}: data.classes names {len(d.classes)} classes ({', '.join(d.classes)}) but the "
+                            f"training masks hold {len(present)} ({', '.join(present) or 'none'}; no pixel of "
+                            f"{', '.join(absent)}); set data.classes (and data.mask_values or data.palette) to the "
+                            "data's own classes")
 
     def _say_input_scale(self, shorter_sides: list[int]) -> None:
         """Said before training: what data.image_size does to images of other sizes (the
