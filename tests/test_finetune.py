@@ -76,6 +76,30 @@ def test_auto_chooses_by_data_size_and_says_why():
     assert mine.strategy == "two_phase" and trainable_groups(mine, 19, 5) == 3  # a given last_n is kept
 
 
+def test_the_plan_auto_prints_is_the_plan_it_runs_in_a_short_run(tmp_path, capsys):
+    """train.epochs=2 with auto → two_phase: one head epoch, then the backbone does adapt
+    (not two frozen epochs under a message promising fine-tuning); one epoch is frozen, said."""
+    short, why = choose(FinetuneConfig("auto"), n_images=150, n_classes=10, n_groups=19, epochs=2)
+    assert short.strategy == "two_phase" and short.head_epochs == 1 and "for 1 of the 2 epochs" in why
+    one, why = choose(FinetuneConfig("auto"), n_images=150, n_classes=10, n_groups=19, epochs=1)
+    assert one.strategy == "frozen" and "train.epochs=1 leaves no epoch to fine-tune" in why
+    mine, why = choose(FinetuneConfig("two_phase"), n_images=150, n_classes=10, n_groups=19, epochs=2)
+    assert mine.head_epochs == 2 and "warning: finetune.head_epochs=2 ≥ train.epochs=2" in why
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "d", per_class=15)
+    config = tiny_config(data, tmp_path / "runs", train__epochs=2, finetune__strategy="auto", finetune__cache="off")
+    start = Classifier(config=config)
+    start.prepare(start.datasets()[0])  # the same seeded initial weights the run starts from
+    clf = Classifier(config=config)
+    clf.fit()
+    assert "auto → two_phase" in capsys.readouterr().err
+    after = load_checkpoint(clf.run_dir / "last.pt")["model"]  # the model ends on best.pt's weights
+    changed = [k for k, v in start.model.state_dict().items()
+               if k.startswith("backbone.") and k.endswith("weight") and not torch.equal(v, after[k])]
+    assert changed, "the second epoch fine-tuned nothing"
+
+
 def test_last_n_counts_blocks_and_defaults_to_the_top_40_percent():
     assert top_blocks(FinetuneConfig(), 19) == 8 and top_blocks(FinetuneConfig(), 9) == 4
     assert top_blocks(FinetuneConfig(last_n=2), 19) == 2 and top_blocks(FinetuneConfig(last_n=50), 9) == 9

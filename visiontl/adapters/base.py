@@ -256,7 +256,7 @@ class TaskAdapter(Compression, Viewing):
         self._val_set = val_set
         finetuner, why = self.resolve_finetune(len(train_set))  # the run's one plan: lr_find and the engine share it
         strategy = finetuner.cfg.strategy
-        if c.finetune.strategy == "auto":
+        if c.finetune.strategy == "auto" or "warning:" in why:
             print(why, file=sys.stderr)
         self._strategy = strategy if c.finetune.strategy == strategy else f"auto → {strategy}"
         found = None
@@ -309,7 +309,7 @@ class TaskAdapter(Compression, Viewing):
         backbone = getattr(self.model, "backbone", None)  # a model without one is all head
         cfg, why = choose(self.config.finetune, n_images=n_images, n_classes=len(self.classes or ()),
                           n_groups=len(list(backbone.layer_groups())) if backbone is not None else 0,
-                          has_norm=normalised(backbone))
+                          has_norm=normalised(backbone), epochs=self.config.train.epochs)
         return Finetuner(cfg, self.model), why
 
     def plan(self, data: str | Path | None = None) -> str:

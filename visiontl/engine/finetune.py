@@ -137,7 +137,7 @@ def follows_switch(cfg: FinetuneConfig, epochs: int) -> bool:
 
 
 def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
-           has_norm: bool = True) -> tuple[FinetuneConfig, str]:
+           has_norm: bool = True, epochs: int | None = None) -> tuple[FinetuneConfig, str]:
     """``auto``, from ``python -m benchmarks recipes`` (benchmarks/RESULTS.md, section 6:
     mobilenet_v2 on six real datasets, 3 seeds): ``full`` fine-tuning led or tied from 30
     images per class on every one; at 10 per class it swung by 9 points between seeds while
@@ -145,9 +145,17 @@ def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
     without normalisation layers (``has_norm`` False: VGG) never gets ``full``: VGG19 on
     fashion-300 (30/class) scored 0.10 with it at the full LR, 0.71 at 0.1× (one seed of
     three 0.54), 0.72 with ``two_phase`` (medians of 3 seeds).
+
+    With ``epochs`` (the run's length) the plan said is the plan run: ``auto``'s ``two_phase``
+    keeps at least one fine-tuning epoch (``head_epochs`` shortened to half a short run; one
+    epoch is ``frozen``), and a configured ``two_phase`` whose head epochs fill the run says so.
     """
     if cfg.strategy != "auto":
-        return cfg, f"finetune.strategy={cfg.strategy} (as configured)"
+        why = f"finetune.strategy={cfg.strategy} (as configured)"
+        if cfg.strategy == "two_phase" and epochs is not None and epochs <= cfg.head_epochs:
+            why += (f" — warning: finetune.head_epochs={cfg.head_epochs} ≥ train.epochs={epochs}, so no fine-tuning "
+                    "epoch is left: the backbone stays frozen for the whole run")
+        return cfg, why
     per_class = n_images / max(n_classes, 1)
     if per_class < MIN_PER_CLASS:
         return (replace(cfg, strategy="frozen"),
@@ -159,6 +167,13 @@ def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
                f"the head settles on the frozen backbone for {cfg.head_epochs} epochs, then the top blocks adapt "
                "gently (full fine-tuning was unstable at 10/class)")
         chosen = replace(cfg, strategy="two_phase")
+        if epochs is not None and epochs <= chosen.head_epochs:  # the head's epochs would fill the run
+            if epochs < 2:
+                return (replace(cfg, strategy="frozen"),
+                        f"auto → frozen: {n_images} images ({per_class:.0f}/class) would get two_phase, but "
+                        f"train.epochs={epochs} leaves no epoch to fine-tune in after the head's")
+            chosen = replace(chosen, head_epochs=epochs // 2)
+            why = why.replace(f"for {cfg.head_epochs} epochs", f"for {chosen.head_epochs} of the {epochs} epochs")
         return (chosen,
                 f"auto → two_phase, the last {top_blocks(phase2_knobs(chosen), n_groups)} of {n_groups} blocks: "
                 f"{n_images} images ({per_class:.0f}/class) — {why}")
