@@ -44,8 +44,8 @@ def visiontl_run(data_yaml: Path, weights: str, args, out: Path, architecture: s
     cfg.optim.lr = args.frcnn_lr if architecture == "faster_rcnn" and args.frcnn_lr else args.lr
     cfg.optim.warmup_epochs = 1.0
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = args.epochs, args.batch_size, args.workers
-    cfg.train.out_dir, cfg.train.progress = str(out / "runs"), "log"
-    cfg.train.name = f"visiontl-{architecture}-mobilenet_v2-{weights}-{args.strategy}-bn-{args.bn}"
+    cfg.train.out_dir, cfg.train.progress, cfg.train.seed = str(out / "runs"), "log", args.seed
+    cfg.train.name = f"visiontl-{architecture}-mobilenet_v2-{weights}-{args.strategy}-bn-{args.bn}-seed{args.seed}"
     det = Detector(config=cfg)
     t0 = time.perf_counter()
     history = det.fit()
@@ -174,6 +174,7 @@ def main() -> None:
                    help="loader processes for both (0: in the training process, fastest on 2 cores)")
     p.add_argument("--strategy", default="full", help="visiontl's finetune.strategy")
     p.add_argument("--bn", default="auto", choices=["auto", "frozen", "train"], help="visiontl's finetune.bn")
+    p.add_argument("--seed", type=int, default=0, help="visiontl's train.seed (the augmentation draws, the head's init)")
     p.add_argument("--tag", default="", help="suffix of the result files")
     p.add_argument("--speed", action="store_true",
                    help="only the side-by-side speed of the two architectures (training steps and inference, interleaved)")
