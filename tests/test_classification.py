@@ -101,9 +101,8 @@ def test_cli_train_val_predict_and_csv_data(image_folder, tmp_path, capsys):
     # the last lines say which epoch each checkpoint holds (lr falls under the cosine: epoch 1 is "best")
     assert main(["train", "classify", "-c", str(cfg), "train.name=labelled", "train.epochs=2", "train.monitor=lr"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    last = next(json.loads(line.split(": ", 1)[1]) for line in lines if line.startswith("last epoch (last.pt): "))
-    best = next(json.loads(line.split(": ", 1)[1]) for line in lines if line.startswith("best epoch (best.pt): "))
-    assert (last["epoch"], best["epoch"]) == (2, 1) and best["lr"] > last["lr"]
+    epochs = {line.split()[0]: int(line.split()[1]) for line in lines if line.startswith(("best.pt ", "last.pt "))}
+    assert epochs == {"best.pt": 1, "last.pt": 2}
     assert any(line.startswith("best.pt holds epoch 1 of 2") for line in lines)
 
 

@@ -193,3 +193,22 @@ def test_a_restart_after_a_kill_before_the_first_checkpoint_starts_its_metrics_a
     assert len(aside) == 1 and aside[0].read_text() == "epoch,train/loss\n1,2.5\n"
     assert "moved to metrics.previous-" in capsys.readouterr().err
     assert "epochs     2;" in report(run)
+
+
+def test_the_console_gives_the_run_an_eta_and_ends_with_one_rounded_summary(image_folder, tmp_path, capsys):
+    import re
+
+    from visiontl.cli import main
+
+    argv = ["train", "classify", f"data.train={image_folder}", "data.image_size=32", "model.backbone=mobilenet_v3_small",
+            "model.weights=none", "finetune.strategy=full", "train.epochs=3", "train.batch_size=4",
+            "train.num_workers=0", "train.progress=log", f"train.out_dir={tmp_path}", "train.name=r"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    progress = [line for line in captured.err.splitlines() if line.startswith("epoch 1/3 ")]
+    assert progress and all(re.search(r"run: ~\d+s left", line) for line in progress)  # the whole run, not the epoch
+    assert re.search(r"^epoch 2 .*\(\d+s; run ~\d+s left\)$", captured.err, re.M)
+    out = captured.out.splitlines()
+    assert out[0].split()[:3] == ["epoch", "train/loss", "val/loss"] and out[1].startswith("best.pt")
+    assert not re.search(r"\d\.\d{6,}", captured.out) and "{" not in captured.out  # no raw dicts of long floats
+    assert out[-1].startswith(f"run directory: {tmp_path / 'r'}")

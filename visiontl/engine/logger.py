@@ -11,19 +11,38 @@ from typing import Iterable, Iterator
 from tqdm.auto import tqdm
 
 
+def duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``: a time span as people read it."""
+    s = max(int(round(seconds)), 0)
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 class Progress:
     """Iterate ``items`` with a tqdm bar on a terminal, or plain log lines (about four per
-    epoch) otherwise; ``show(loss=…)`` puts running values on the bar / in the lines."""
+    epoch) otherwise; ``show(loss=…)`` puts running values on the bar / in the lines. With
+    ``epochs_after`` (the epochs still to come after this one) the bar and the lines also say
+    how long the whole run has left: this epoch's rest at its current pace, then the later
+    epochs at ``epoch_seconds`` each (the finished epochs' mean; this one's pace until then)."""
 
-    def __init__(self, items: Iterable, *, total: int, desc: str, mode: str = "auto") -> None:
+    def __init__(self, items: Iterable, *, total: int, desc: str, mode: str = "auto", epochs_after: int = 0,
+                 epoch_seconds: float | None = None) -> None:
         self.items, self.total, self.desc, self.values = items, total, desc, {}
         self.bar = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
         self.quiet = mode == "none"
+        self.epochs_after, self.epoch_seconds = epochs_after, epoch_seconds
+
+    def run_left(self, done: int, elapsed: float) -> str:
+        """The whole run's time left after ``done`` of this epoch's items in ``elapsed`` s."""
+        per_item = elapsed / max(done, 1)
+        later = self.epoch_seconds if self.epoch_seconds is not None else per_item * self.total
+        return duration(per_item * (self.total - done) + later * self.epochs_after)
 
     def show(self, **values: float) -> None:
         self.values = values
         if self.bar and hasattr(self, "_tqdm"):
-            self._tqdm.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+            t = self._tqdm
+            run = {"run left": self.run_left(t.n, t.format_dict["elapsed"])} if self.epochs_after else {}
+            t.set_postfix({**{k: f"{v:.4g}" for k, v in values.items()}, **run}, refresh=False)
 
     def __iter__(self) -> Iterator:
         if self.bar:
@@ -34,9 +53,11 @@ class Progress:
         for i, item in enumerate(self.items):
             yield item
             if not self.quiet and ((i + 1) % every == 0 or i + 1 == self.total):
-                rate = (i + 1) / max(time.perf_counter() - start, 1e-9)
+                elapsed = max(time.perf_counter() - start, 1e-9)
                 extra = "".join(f"  {k} {v:.4g}" for k, v in self.values.items())
-                print(f"{self.desc} {i + 1}/{self.total} ({rate:.1f} it/s){extra}", file=sys.stderr, flush=True)
+                run = f", run: ~{self.run_left(i + 1, elapsed)} left" if self.epochs_after else ""
+                print(f"{self.desc} {i + 1}/{self.total} ({(i + 1) / elapsed:.1f} it/s{run}){extra}", file=sys.stderr,
+                      flush=True)
 
 
 class MetricsLogger:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from .distributed import amp_dtype, to_device
 from . import ema
 from .finetune import FinetuneConfig, Finetuner, averages, follows_switch
 from .checkpoint import link_atomic, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
-from .logger import MetricsLogger, Progress, read_metrics
+from .logger import MetricsLogger, Progress, duration, read_metrics
 from .schedules import get_lr
 from .config import OptimConfig, TrainConfig
 from .settings import build_optimizer, check_run_name, check_settings, fit_batch_size, resolve_monitor
@@ -141,6 +142,7 @@ class Trainer:
         start_time = time.perf_counter()
 
         phase = None  # what the epochs train: the whole model, or its head on cached features
+        epoch_seconds: list[float] = []  # each finished epoch's wall time (training and validation): the run's ETA
         for epoch in range(start_epoch, cfg.epochs):
             # the fine-tuning plan is a function of the epoch: which groups train, at what LR
             changed = self.finetuner.apply(epoch, optimizer)
@@ -171,7 +173,8 @@ class Trainer:
             if use_cache:
                 epoch_train.dataset.new_epoch()  # which augmented view of each image, from this epoch's seed
             batches = Progress(epoch_train, total=len(epoch_train), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                               mode=cfg.progress if main else "none")
+                               mode=cfg.progress if main else "none", epochs_after=cfg.epochs - epoch - 1,
+                               epoch_seconds=statistics.mean(epoch_seconds) if epoch_seconds else None)
             for i, batch in enumerate(batches):
                 batch = to_device(batch, device, cfg.channels_last)
                 last_micro = (i + 1) % cfg.accumulate == 0 or i + 1 == len(epoch_train)
@@ -218,7 +221,10 @@ class Trainer:
                 logger.log(metrics)
                 state = {"epoch": epoch + 1, "step": step, "best": best, "stale": stale}
                 self._save(model, optimizer, scaler, state, best_too=improved or val_loader is None)
-                print(_line(metrics), file=sys.stderr, flush=True)
+                epoch_seconds.append(time.perf_counter() - t0)
+                left = statistics.mean(epoch_seconds) * (cfg.epochs - epoch - 1)
+                print(_line(metrics) + (f"  ({duration(epoch_seconds[-1])}; run ~{duration(left)} left)"
+                                        if epoch + 1 < cfg.epochs else ""), file=sys.stderr, flush=True)
             dist.barrier()
             for cb in self.callbacks:
                 cb(self, metrics)
