@@ -195,7 +195,7 @@ class Detector(TaskAdapter):
             parts = model(batch["img"], targets(batch))
             return {"loss": sum(parts.values()), **{k.removeprefix("loss_"): v.detach() for k, v in parts.items()}}
         raw = model(batch["img"])
-        loss, parts = self.criterion(raw, batch)
+        loss, parts, _ = self.criterion(raw, batch)
         if self.teacher is not None:  # distillation of the class scores of every anchor; boxes from the labels
             taught = self.teacher(batch["img"])[1]["scores"]
             if taught.shape != raw["scores"].shape:
@@ -219,10 +219,13 @@ class Detector(TaskAdapter):
     def validation_step(self, model, batch) -> dict:
         detections, raw = self.detect(model, batch["img"], self.config.eval.conf)
         if self.two_stage:  # the sum of torchvision's four losses, as in training_step
-            loss = sum(validation_losses(faster_rcnn_in(model), batch["img"], targets(batch)).values())
+            loss, weight = sum(validation_losses(faster_rcnn_in(model), batch["img"], targets(batch)).values()), \
+                len(detections)
+        elif raw is not None:  # pooled by the images' target scores (DetectionLoss): exact at any batch size
+            loss, _, weight = self.criterion(raw, batch)
         else:  # an exported model gives the decoded predictions only (onnx_outputs): no loss
-            loss = self.criterion(raw, batch)[0] if raw is not None else torch.tensor(float("nan"))
-        out = {"loss": loss.detach() * len(detections), "n": len(detections), "tp": [], "conf": [], "pred_cls": [],
+            loss, weight = torch.tensor(float("nan")), len(detections)
+        out = {"loss": loss.detach() * weight, "n": weight, "tp": [], "conf": [], "pred_cls": [],
                "target_cls": [], "detections": []}
         for det, boxes, labels in zip(detections, batch["boxes"], batch["labels"]):
             det = det.float()
@@ -236,8 +239,8 @@ class Detector(TaskAdapter):
     def validation_metrics(self, outputs: list[dict]) -> Validation:
         stats = {k: [x for o in outputs for x in o[k]] for k in ("tp", "conf", "pred_cls", "target_cls")}
         metrics, details = summarize(stats, self.classes)
-        n = sum(o["n"] for o in outputs)
-        return Validation({"loss": sum(float(o["loss"]) for o in outputs) / max(n, 1), **metrics},
+        n = sum(float(o["n"]) for o in outputs)
+        return Validation({"loss": sum(float(o["loss"]) for o in outputs) / max(n, 1e-12), **metrics},
                           details=(details, [d for o in outputs for d in o["detections"]]))
 
     # -- evaluation and prediction --------------------------------------------------------
