@@ -129,16 +129,19 @@ def test_training_lowers_the_loss(detection_set, tmp_path):
     det.prepare(train)
     train.transform = val.transform  # the same batch every step: letterbox only
     batch = _batch(det, train, 4)
+    seen = train.subset(list(range(4)), transform=val.transform)
     opt = torch.optim.AdamW(det.model.parameters(), lr=2e-3)
     det.model.train()
     losses = []
-    for _ in range(36):  # random init: the loss first rises as the assigner finds positives
+    for _ in range(48):  # random init: the loss first rises as the assigner finds positives
         loss = det.training_step(det.model, batch)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0] and losses[-1] < 0.3 * max(losses)
+    assert losses[-1] < 0.7 * max(losses), losses
+    det.model.eval()
+    assert det._validate(seen, 4).metrics["mAP50"] > 0.1  # it finds the objects it was shown
 
 
 def _random_case(seed: int, n_images: int = 6, n_classes: int = 2):
