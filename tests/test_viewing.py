@@ -306,7 +306,7 @@ def test_video_prediction_streams_frames_into_an_annotated_video(classifier, tmp
 # -- the web page -----------------------------------------------------------------------------
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+                 "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 
 
 def test_web_page_takes_only_the_uploaded_bytes(classifier, tmp_path, monkeypatch):
@@ -394,6 +394,19 @@ def test_web_page_in_a_real_browser(classifier, tmp_path, monkeypatch):
                 other.locator("#source input[type=file]").set_input_files(str(sorted((data / colour).glob("*.png"))[1]))
             for other, colour in zip(pages, ("red", "blue")):
                 other.locator("#summary").get_by_text(f": {colour}").wait_for(timeout=60_000)
+            # a video: the result video plays in the browser (H.264; OpenCV's mp4v stayed at 0:00)
+            frames = [np.asarray(Image.open(f).convert("RGB").resize((64, 48))) for f in sorted(data.glob("*/*.png"))[:8]]
+            page.reload()
+            page.locator("#source input[type=file]").set_input_files(str(_write_video(tmp_path / "clip.mp4", frames)))
+            page.locator("#result_video video").wait_for(timeout=60_000)
+            played = page.evaluate("""async () => {
+                const v = document.querySelector('#result_video video');
+                v.muted = true;
+                await v.play();
+                await new Promise(r => setTimeout(r, 700));
+                return {time: v.currentTime, width: v.videoWidth, error: v.error && v.error.code};
+            }""")
+            assert played["error"] is None and played["time"] > 0 and played["width"] > 0, played
             page.reload()
             page.locator("#source input[type=file]").set_input_files(str(tmp_path / "notes.png"))
             page.locator("#summary").get_by_text("was refused").wait_for(timeout=30_000)

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from ..data.images import report_unreadable
+from ..files import replacing
 from ..results import Results
+from ..video import VideoWriter
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
@@ -73,7 +75,8 @@ class Viewing:
         """Predict every frame of a video file (or a camera index, e.g. ``0``) with the same
         ``options`` as ``predict``, streaming: frames are read, predicted in batches of
         ``batch_size``, drawn and written to ``<out_dir>/<name>_pred.mp4`` at once, and the
-        per-frame numbers to ``<name>_frames.csv``; memory does not grow with the video.
+        per-frame numbers to ``<name>_frames.csv``; memory does not grow with the video. The
+        video is H.264 (:class:`~visiontl.video.VideoWriter`): it plays in a browser.
         ``max_frames`` > 0 stops after that many (a camera runs until it is closed or
         interrupted with Ctrl-C, which keeps what was written). Returns the counts, the output
         paths and frames/s."""
@@ -94,10 +97,12 @@ class Viewing:
         out.mkdir(parents=True, exist_ok=True)
         name = f"camera{int(source)}" if camera else Path(source).stem
         video_path, table_path = out / f"{name}_pred.mp4", out / f"{name}_frames.csv"
-        writer, n, t0 = None, 0, time.perf_counter()
+        n, t0 = 0, time.perf_counter()
         bar = tqdm(total=total, unit="frame", desc=f"{self.task} {name}", disable=not progress, file=sys.stderr)
-        with open(table_path, "w", newline="") as f:
-            table = None
+        # both files are written beside their names and renamed into place when whole (files.py)
+        with replacing(video_path) as video_tmp, replacing(table_path) as table_tmp, \
+                open(table_tmp, "w", newline="") as f:
+            writer, table = VideoWriter(video_tmp, fps_in), None
             try:
                 while True:
                     frames = []
@@ -110,13 +115,7 @@ class Viewing:
                         break
                     results = self.predict(frames, **options)
                     for k, r in enumerate(results):
-                        drawn = np.ascontiguousarray(r.plot()[..., ::-1])
-                        if writer is None:
-                            size = (drawn.shape[1], drawn.shape[0])
-                            writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, size)
-                        if (drawn.shape[1], drawn.shape[0]) != size:
-                            drawn = cv2.resize(drawn, size)
-                        writer.write(drawn)
+                        writer.write(r.plot())
                         rows = [{"frame": n + k, **{c: v for c, v in row.items() if c != "path"}} for row in r.rows()]
                         if table is None and rows:
                             table = csv.DictWriter(f, fieldnames=list(rows[0]), extrasaction="ignore")
@@ -131,11 +130,10 @@ class Viewing:
             finally:
                 bar.close()
                 cap.release()
-                if writer is not None:
-                    writer.release()
+                writer.close()
+            if n == 0:
+                raise ValueError(f"{source}: no frame could be read")
         seconds = time.perf_counter() - t0
-        if n == 0:
-            raise ValueError(f"{source}: no frame could be read")
         print(f"{name}: {n} frames in {seconds:.1f} s ({n / seconds:.1f} frames/s) → {video_path}", file=sys.stderr)
         return {"frames": n, "seconds": seconds, "fps": n / seconds, "video": str(video_path),
                 "table": str(table_path)}
