@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .files import replacing
 
@@ -39,10 +40,15 @@ def curves(history: list[dict], path: str | Path) -> Path:
     for k in parts:
         axes[0].plot(epochs, [h.get(k, np.nan) for h in history], linestyle="--", label=k)
     axes[0].set(title="loss", xlabel="epoch")
+    values = []
     for k in others:
-        axes[1].plot(epochs, [h.get(k, np.nan) for h in history], marker="o", label=k)
+        values += [h[k] for h in history if isinstance(h.get(k), float) and np.isfinite(h[k])]
+        axes[1].plot(epochs, [h.get(k, np.nan) for h in history], marker="o", label=k, clip_on=False)
     axes[1].set(title="validation metrics", xlabel="epoch")
+    if values and 0 <= min(values) and max(values) <= 1:  # fractions (accuracy, mAP, IoU): the axis ends at 1
+        axes[1].set_ylim(max(0.0, min(values) - 0.05), 1.0)
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
@@ -86,7 +92,11 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str | 
                colors: Sequence[str] | None = None, cols: int = 6, title: str = "") -> Path:
     """A grid of RGB uint8 images with a caption each."""
     rows = max(1, -(-len(images) // cols))
-    fig, axes = subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    # each row as tall as its tallest image at the column width, plus its captions' lines
+    aspect = max((img.shape[0] / max(img.shape[1], 1) for img in images), default=1.0)
+    lines = max((len(str(t).splitlines()) or 1 for t in titles), default=1)
+    fig, axes = subplots(rows, cols, figsize=(2.2 * cols, (2.1 * aspect + 0.16 * lines + 0.15) * rows + (0.4 if title else 0)),
+                         squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for k, (img, text) in enumerate(zip(images, titles)):
