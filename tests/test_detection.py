@@ -107,6 +107,10 @@ def test_fit_writes_run_dir_plots_and_predicts(detection_set, tmp_path):
     for name in ("curves.png", "pr_curve.png", "per_class_ap.png", "val_predictions.png"):
         arr = np.asarray(Image.open(run / name).convert("L"), dtype=np.float32)
         assert arr.shape[0] > 200 and arr.std() > 5, f"{name} looks empty"
+    from visiontl.report import report
+
+    assert f"data       {detection_set}" in report(run)  # the data.yaml, not an empty data.train
+    assert "2 classes" in (run / "summary.txt").read_text()
     # reload and predict a folder: JSON/CSV and drawn images, boxes inside the original image
     loaded = Detector.load(run / "best.pt")
     out = tmp_path / "pred"

@@ -44,3 +44,8 @@ def test_curves_count_epochs_in_whole_numbers_and_fractions_end_at_one(figures, 
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
     assert fig.axes[1].get_ylim()[1] == 1.0
+
+
+def test_counts_read_as_words():
+    assert [plots.counted(n, "class") for n in (0, 1, 2)] == ["0 classes", "1 class", "2 classes"]
+    assert plots.counted(1, "image") == "1 image" and plots.counted(3, "box") == "3 boxes"

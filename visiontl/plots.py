@@ -21,6 +21,11 @@ def subplots(*args, figsize: tuple[float, float] | None = None, **kwargs):
     return fig, fig.subplots(*args, **kwargs)
 
 
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """``1 class``, ``2 classes``: a number with its noun in the right form."""
+    return f"{n} {noun if n == 1 else plural or noun + ('es' if noun.endswith(('s', 'x', 'ch', 'sh')) else 's')}"
+
+
 def short(text: str, limit: int = 24) -> str:
     """A label that fits a plot: long class or file names keep their start and end."""
     text = str(text)

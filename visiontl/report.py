@@ -29,7 +29,8 @@ def report(run_dir: str | Path) -> str:
         f"run        {run}",
         f"task       {task}: {model.get('backbone', '?')} ({model.get('weights', '?')} weights), "
         f"fine-tuning {ft.get('strategy', '?')}",
-        f"data       {data.get('train', '?')}" + (f"  (val: {data['val']})" if data.get("val") else ""),
+        f"data       {data.get('yaml') or data.get('train') or '?'}"
+        + (f"  (val: {data['val']})" if data.get("val") else ""),
         f"optimiser  {optim.get('name', '?')}, lr {optim.get('lr', '?')}, {optim.get('schedule', '?')}",
         f"epochs     {len(rows)};  best by {monitor or 'last epoch'}: epoch {int(best['epoch'])}",
         "",

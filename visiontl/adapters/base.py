@@ -320,7 +320,7 @@ class TaskAdapter(Compression, Viewing):
         train_set, _ = self.datasets()
         self.prepare(train_set)
         finetuner, why = self.resolve_finetune(len(train_set))
-        classes = f", {len(self.classes)} classes" if self.classes else ""
+        classes = f", {plots.counted(len(self.classes), 'class')}" if self.classes else ""
         header = (f"{self.describe_model()}, {len(train_set)} training images{classes}; {why}; "
                   f"optim.lr {self.config.optim.lr} (before the schedule)")
         t = self.config.train
@@ -365,7 +365,7 @@ class TaskAdapter(Compression, Viewing):
         plots.curves(history, run_dir / "curves.png")
         lines = [f"visiontl {self.task} run: {run_dir}",
                  f"model {self.describe_model()}, fine-tuning {getattr(self, '_strategy', self.config.finetune.strategy)}, "
-                 + (f"{len(self.classes)} classes, " if self.classes else "") + f"{self.config.data.image_size} px", f"epochs {len(history)}, {elapsed:.1f} s"]
+                 + (f"{plots.counted(len(self.classes), 'class')}, " if self.classes else "") + f"{self.config.data.image_size} px", f"epochs {len(history)}, {elapsed:.1f} s"]
         if self._val_set is not None:
             final = final if final is not None else self._validate(self._val_set)
             self.write_evaluation(run_dir, self._val_set, final.details)
