@@ -95,6 +95,7 @@ def test_cli_train_val_predict_and_csv_data(image_folder, tmp_path, capsys):
     preds = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert len(preds) == 8 and len(preds[0]["labels"]) == 3
     assert (tmp_path / "pred" / "predictions.csv").read_text().startswith("path,label1,score1")
+    assert len(list((tmp_path / "pred").glob("*_pred.png"))) == 8  # each image drawn with its labels, as other tasks
     # an existing run is never overwritten by a new one
     assert main(["train", "classify", "-c", str(cfg), "train.name=csvrun"]) == 2
     assert "already there" in capsys.readouterr().err

@@ -221,8 +221,8 @@ class Classifier(TaskAdapter):
     def predict(self, inputs, *, topk: int = 5, tta: bool = False, out_dir: str | Path | None = None,
                 batch_size: int = 32) -> Results:
         """Top-k labels with scores for an image (a file, an array or a PIL image), a folder,
-        or a list of these; ``tta``: averaged over flips; with ``out_dir``, predictions.csv
-        and predictions.json."""
+        or a list of these; ``tta``: averaged over flips; with ``out_dir``, predictions.csv,
+        predictions.json and each image drawn with its top labels (``<name>_pred.png``)."""
         paths = expand_inputs(inputs)
         tf = eval_transform(self.config.data.image_size)
         device, out = self._prediction_setup(out_dir)
@@ -242,6 +242,7 @@ class Classifier(TaskAdapter):
                         for r, (p, image, _) in zip(found, chunk)]
         if out is not None:
             write_predictions(out, results)
+            results.save(out, suffix="_pred")
         return results
 
     supports_tta = True
@@ -287,7 +288,7 @@ class Classifier(TaskAdapter):
         return results
 
     predict_options = ("topk", "tta")
-    prediction_files = "predictions.csv and predictions.json"
+    prediction_files = "predictions.csv, predictions.json and *_pred.png"
 
     def describe_prediction(self, result: dict) -> str:
         return ", ".join(f"{lab} {s:.3f}" for lab, s in zip(result["labels"], result["scores"]))
