@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,18 @@ def test_classification_results_are_objects_to_look_at(classifier, tmp_path):
     assert not bad.ok and "uint8" in bad.error and bad.to_dict()["error"]
     with pytest.raises(AttributeError, match="no 'boxes'"):
         r.boxes
+
+
+def test_show_without_a_display_saves_a_file_and_says_where(classifier, monkeypatch, capsys):
+    model, data = classifier
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(Image.Image, "show", lambda *a, **k: pytest.fail("a viewer was started with no display"))
+    (r,) = model.predict(sorted((data / "red").glob("*.png"))[:1])
+    path = r.show()
+    assert path is not None and path.is_file() and Image.open(path).size == r.plot().shape[1::-1]
+    assert f"saved to {path}" in capsys.readouterr().err
 
 
 def test_detection_result_draws_boxes_in_class_colours_with_labels():

@@ -15,6 +15,7 @@ Drawing is :mod:`visiontl.draw`'s, the same as the run's prediction grids.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -66,9 +67,10 @@ class Result(dict):
         """The prediction drawn on ``image`` (the input, RGB uint8): what ``plot`` shows."""
         raise NotImplementedError
 
-    def show(self) -> None:
-        """Inline in a Jupyter notebook, else in the system's image viewer."""
-        show_image(self.plot())
+    def show(self) -> Path | None:
+        """Inline in a Jupyter notebook, else in the system's image viewer; with no display, a
+        PNG file whose path is said and returned."""
+        return show_image(self.plot())
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`plot` to ``path`` (format from its suffix)."""
@@ -247,12 +249,15 @@ class Results(list):
             out[y:y + h, x:x + w] = im
         return out
 
-    def show(self, cols: int = 4) -> None:
-        show_image(self.grid(cols))
+    def show(self, cols: int = 4) -> Path | None:
+        """Every drawn result in one grid, shown as :meth:`Result.show` shows one."""
+        return show_image(self.grid(cols))
 
 
-def show_image(image: np.ndarray) -> None:
-    """Inline in Jupyter (IPython's display), else PIL's viewer window."""
+def show_image(image: np.ndarray) -> Path | None:
+    """Inline in Jupyter (IPython's display), else PIL's viewer window; on a machine with no
+    display (a server, a container) a PNG file instead, and where it is, said on stderr
+    (the viewer would only fail with xdg-open's errors). Returns that file, if any."""
     from PIL import Image
 
     im = Image.fromarray(image)
@@ -260,8 +265,24 @@ def show_image(image: np.ndarray) -> None:
         from IPython.display import display
 
         display(im)
-    else:
+    elif _has_display():
         im.show()
+    else:
+        import tempfile
+
+        path = Path(tempfile.mkdtemp(prefix="visiontl-show-")) / "result.png"
+        draw.save_image(image, path)
+        print(f"no display to show it on: saved to {path}", file=sys.stderr)
+        return path
+    return None
+
+
+def _has_display() -> bool:
+    """A screen to open a viewer window on (X11 or Wayland on Linux and the BSDs; always on
+    macOS and Windows)."""
+    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
 
 
 def _in_notebook() -> bool:
