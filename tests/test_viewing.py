@@ -429,3 +429,39 @@ def test_web_page_in_a_real_browser(classifier, tmp_path, monkeypatch):
     finally:
         app.close()
     assert not elsewhere, f"the page's server tried to reach {elsewhere}"
+
+
+def test_serve_removes_its_temporary_folder_on_sigterm(classifier, tmp_path):
+    """`visiontl serve` stopped by a service manager (SIGTERM) leaves no visiontl-serve-* folder."""
+    pytest.importorskip("gradio")
+    import os
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    model, _ = classifier
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), GRADIO_TEMP_DIR=str(scratch / "gradio"))
+    proc = subprocess.Popen([sys.executable, "-m", "visiontl", "serve", str(Path(model.run_dir) / "best.pt"),
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                time.sleep(0.5)
+        assert list(scratch.glob("visiontl-serve-*")), "the page made no temporary folder"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert not list(scratch.glob("visiontl-serve-*"))

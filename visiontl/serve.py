@@ -9,8 +9,11 @@ ever opened on the server. Anything else is refused with a message on the page. 
 """
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -36,7 +39,8 @@ def build_app(model, *, title: str = ""):
     """The page for ``model`` (a loaded adapter) as a ``gradio.Blocks``; ``launch`` it (see :func:`serve`)."""
     gr = _gradio()
     lock = threading.Lock()  # one prediction on the model at a time; the queue holds the rest
-    work = Path(tempfile.mkdtemp(prefix="visiontl-serve-"))
+    work = Path(tempfile.mkdtemp(prefix="visiontl-serve-"))  # result videos; removed when the process ends
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     title = title or f"visiontl · {model.task} · {model.describe_model()}"
     n = len(model.classes)
     classes = f"{n} class{'es' if n > 1 else ''}: {', '.join(model.classes[:12])}{'…' if n > 12 else ''}" if n else ""
@@ -135,6 +139,8 @@ def serve(model, *, host: str = "127.0.0.1", port: int = 7860, block: bool = Tru
     (``app.close()`` stops it)."""
     app = build_app(model)
     if block:  # Gradio's own banner would suggest a public share link: this page is local
+        # a service manager's SIGTERM ends the process as Ctrl-C does: exit handlers run (the temp folder goes)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         print(f"visiontl serve: http://{host}:{port} ({model.task}, {model.describe_model()}); Ctrl-C stops it",
               file=sys.stderr)
     app.launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=True, theme=theme(),
