@@ -1,6 +1,6 @@
 """Learning-rate range test (Smith 2015; fastai's ``lr_find``): train for a few batches with
-the LR growing exponentially, record the smoothed loss, suggest the LR in the middle of its
-longest descent ("valley", fastai's default since 2.5), then put the model back as it was.
+the LR growing exponentially, record the loss, suggest the LR where the smoothed loss is
+halfway down its fall to the minimum (:func:`suggest`), then put the model back as it was.
 
 The test runs on the first phase of the fine-tuning plan (the groups that train from epoch
 1, at their LR scales), so its suggestion is the ``optim.lr`` that phase starts from.
@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
@@ -26,7 +27,8 @@ from .settings import build_optimizer, fit_batch_size
 @dataclass
 class LRFinderResult:
     lrs: list[float] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)  # smoothed (EMA, debiased)
+    raw: list[float] = field(default_factory=list)  # the loss of each step
+    losses: list[float] = field(default_factory=list)  # smoothed (centred, :func:`smooth`)
     suggestion: float = float("nan")
     stopped_early: bool = False
 
@@ -46,21 +48,30 @@ class LRFinderResult:
         return save(fig, path, dpi=120)
 
 
-def valley(losses: list[float]) -> int:
-    """Index of the suggested LR: the longest run of decreasing loss, two thirds down it
-    (fastai's ``valley``)."""
-    n = len(losses)
-    if n < 3:
-        return max(n - 1, 0)
-    lds, max_start, max_end = [1] * n, 0, 0
-    for i in range(1, n):
-        for j in range(i):
-            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
-                lds[i] = lds[j] + 1
-        if lds[max_end] < lds[i]:
-            max_end, max_start = i, i - lds[i]
-    sections = (max_end - max_start) / 3
-    return max_start + int(sections) + int(sections / 2)
+def smooth(values: list[float], sigma: float) -> list[float]:
+    """A centred Gaussian moving average (``sigma`` in steps): no lag, unlike a running
+    average, whose delay of ~1/(1-β) steps put fastai's 0.98 a third of a 40-step sweep late."""
+    x = np.asarray(values, np.float64)
+    k = np.arange(len(x))
+    w = np.exp(-0.5 * ((k[:, None] - k[None, :]) / sigma) ** 2)
+    return (w @ x / w.sum(1)).tolist()
+
+
+def suggest(losses: list[float]) -> tuple[list[float], int]:
+    """(the smoothed losses, the index of the suggested LR): the last point before the
+    minimum where the smoothed loss is still above halfway between the plateau (its median
+    before the minimum) and the minimum — the middle of the final descent, where a curve that
+    falls as a slope is steepest. fastai's ``valley`` (two thirds down the
+    longest decreasing subsequence) starts that subsequence on the noise of the plateau and
+    landed at its edge (7e-5 for a descent from 1e-4 to 1e-2 in 40 steps)."""
+    smoothed = smooth(losses, max(1.0, len(losses) / 30))
+    low = int(np.argmin(smoothed))
+    if low == 0:
+        return smoothed, 0
+    top = float(np.median(smoothed[:low + 1]))  # the plateau (the highest point would be its noise)
+    half = (top + smoothed[low]) / 2
+    above = [i for i in range(low) if smoothed[i] >= half]
+    return smoothed, above[-1] if above else 0
 
 
 def lr_find(adapter, train_set, *, train: TrainConfig, optim: OptimConfig, finetuner: Finetuner,
@@ -99,10 +110,10 @@ def lr_find(adapter, train_set, *, train: TrainConfig, optim: OptimConfig, finet
             if not math.isfinite(value):
                 result.stopped_early = True
                 break
-            avg = 0.98 * avg + 0.02 * value
+            avg = 0.98 * avg + 0.02 * value  # a running average, for the stop on divergence only
             smoothed = avg / (1 - 0.98 ** (i + 1))
             result.lrs.append(lr)
-            result.losses.append(smoothed)
+            result.raw.append(value)
             best = min(best, smoothed)
             if i > 10 and smoothed > diverge * best:  # diverged: the rest says nothing
                 result.stopped_early = True
@@ -112,8 +123,9 @@ def lr_find(adapter, train_set, *, train: TrainConfig, optim: OptimConfig, finet
         for p, g in zip(model.parameters(), grads):
             p.requires_grad_(g)
         torch.set_rng_state(rng)
-    if len(result.losses) >= 3:
-        result.suggestion = result.lrs[valley(result.losses)]
+    if len(result.raw) >= 3:
+        result.losses, at = suggest(result.raw)
+        result.suggestion = result.lrs[at]
     else:
         print("lr_find: the loss diverged at once; try a smaller start_lr", file=sys.stderr)
     return result
