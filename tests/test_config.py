@@ -83,3 +83,11 @@ def test_help_of_an_unknown_task_names_the_valid_ones(capsys):
 
     assert main(["train", "regress", "--help"]) == 2
     assert "valid tasks: classify, detect, segment, stylize" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, meant", [("optim.lrr=1", "optim.lr"), ("train.epoch=3", "train.epochs"),
+                                             ("data.augment.hflp=0.5", "data.augment.hflip"),
+                                             ("trian.epochs=3", "train")])
+def test_a_mistyped_key_gets_a_did_you_mean(override, meant):
+    with pytest.raises(ConfigError, match=rf"did you mean {meant.replace('.', r'[.]')}\?"):
+        load_config(ClassifyConfig, None, [override])

@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -112,7 +113,9 @@ def from_dict(cls: type[T], data: Any, prefix: str = "", base: Any = None) -> T:
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else key
         if key not in names:
-            raise ConfigError(f"unknown key {dotted!r}; valid keys here: {', '.join(sorted(names))}")
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+            hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}? " if close else ""
+            raise ConfigError(f"unknown key {dotted!r}; {hint}valid keys here: {', '.join(sorted(names))}")
         section = getattr(base, key)
         if dataclasses.is_dataclass(hints[key]) and isinstance(section, hints[key]):
             kwargs[key] = from_dict(hints[key], value, dotted, section)
