@@ -394,10 +394,13 @@ def test_web_page_in_a_real_browser(classifier, tmp_path, monkeypatch):
             page.on("request", lambda r: None if r.url.startswith((f"http://127.0.0.1:{port}/", "data:", "blob:"))
                     else elsewhere.append(r.url))  # the page itself loads nothing from the web (fonts, scripts)
             page.goto(f"http://127.0.0.1:{port}/")
+            page.locator("#source input[type=file]").wait_for(state="attached", timeout=60_000)
+            assert not page.locator("#numbers").is_visible()  # no empty table with headers "1 2 3" before a result
             page.locator("#source input[type=file]").set_input_files(str(image))
             page.locator("#result img").wait_for(timeout=60_000)
             page.locator("#summary").get_by_text("green").wait_for(timeout=30_000)
             assert page.locator("#result img").get_attribute("src")
+            assert not page.locator("#result [data-testid='block-label']").is_visible()  # nothing over the drawn label
             assert "green" in page.locator("#numbers").inner_text()
             page.screenshot(path=str(shots / "serve_result.png"), full_page=True)
             # two people at once: each page gets its own answer (requests queue on the one model)

@@ -46,7 +46,9 @@ def build_app(model, *, title: str = ""):
     classes = f"{n} class{'es' if n > 1 else ''}: {', '.join(model.classes[:12])}{'…' if n > 12 else ''}" if n else ""
 
     def predict(path: str | None):
-        return answer(model, path, work=work, lock=lock)
+        image, video, table, summary = answer(model, path, work=work, lock=lock)
+        shown = table is not None and len(table) > 0  # an empty table would show Gradio's headers 1 2 3
+        return image, video, gr.update(value=table if shown else None, visible=shown), summary
 
     with gr.Blocks(title=title) as app:
         gr.Markdown(f"## {title}\n{classes}")
@@ -56,10 +58,11 @@ def build_app(model, *, title: str = ""):
                 gr.Markdown("Images: png, jpg, tif, webp …; videos: mp4, avi, mov, mkv, webm.")
             with gr.Column():
                 summary = gr.Markdown(elem_id="summary")
-                image = gr.Image(label="result", type="numpy", elem_id="result", interactive=False,
-                                 buttons=["download", "fullscreen"])  # no share button: it would go online
-                video = gr.Video(label="result video", elem_id="result_video", interactive=False)
-        numbers = gr.Dataframe(label="numbers", elem_id="numbers", interactive=False)
+                # no label tag over the picture (it hid the drawn top-left label); no share button (it goes online)
+                image = gr.Image(label="result", show_label=False, type="numpy", elem_id="result", interactive=False,
+                                 buttons=["download", "fullscreen"])
+                video = gr.Video(label="result video", show_label=False, elem_id="result_video", interactive=False)
+        numbers = gr.Dataframe(label="numbers", elem_id="numbers", interactive=False, visible=False)
         source.upload(predict, inputs=source, outputs=[image, video, numbers, summary])
     return app.queue(default_concurrency_limit=4)
 
