@@ -10,6 +10,17 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
+def _pins(path: Path) -> dict[str, str]:
+    """name → version of a pip constraints file of ``name==version`` lines."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[_name(name)] = version.strip()
+    return pins
+
+
 def test_every_dependency_has_a_floor_and_it_is_the_tested_minimum():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     floors = {}
@@ -17,12 +28,7 @@ def test_every_dependency_has_a_floor_and_it_is_the_tested_minimum():
         found = re.search(r">=\s*([\w.]+)", requirement)
         assert found, f"pyproject.toml: {requirement!r} has no floor (>=)"
         floors[_name(requirement)] = found.group(1)
-    pins = {}
-    for line in (ROOT / ".ci" / "min-versions.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[_name(name)] = version.strip()
+    pins = _pins(ROOT / ".ci" / "min-versions.txt")
     assert floors == pins, "pyproject.toml's floors and .ci/min-versions.txt (what `make test-min` tests) differ"
 
 
@@ -32,12 +38,7 @@ def test_the_lock_pins_every_requirement_at_a_version_it_allows():
     from packaging.requirements import Requirement
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = {}
-    for line in (ROOT / ".ci" / "lock.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[_name(name)] = version.strip()
+    pins = _pins(ROOT / ".ci" / "lock.txt")
     wanted = [*project["dependencies"], *(r for reqs in project["optional-dependencies"].values() for r in reqs)]
     problems = []
     for text in wanted:
