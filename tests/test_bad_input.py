@@ -161,7 +161,8 @@ def test_predict_skips_bad_inputs_and_keeps_same_names_apart(tmp_path, task, cap
         assert "broken.png" in table and "not a readable image" in table and table.count("x.png") == 2
     written = sorted(p.name for p in out.glob("*.png"))
     expected = {"detect": ["a_x_boxes.png", "b_x_boxes.png"], "stylize": ["a_x_stylized.png", "b_x_stylized.png"],
-                "segment": ["a_x_mask.png", "a_x_overlay.png", "b_x_mask.png", "b_x_overlay.png"], "classify": []}
+                "segment": ["a_x_mask.png", "a_x_overlay.png", "b_x_mask.png", "b_x_overlay.png"],
+                "classify": ["a_x_pred.png", "b_x_pred.png"]}
     assert written == expected[task]
 
 
