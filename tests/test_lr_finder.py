@@ -36,12 +36,18 @@ def test_the_suggestion_is_inside_the_steep_part_of_the_descent(steps, descent):
     for seed in range(4):
         for noise in (0.03, 0.15):
             lrs, losses = _sweep(steps, descent, seed, noise)
-            _, at = suggest(losses)
+            _, at = suggest(lrs, losses)
             assert low + 0.4 <= math.log10(lrs[at]) <= high - 0.4, (seed, noise, lrs[at])
 
 
-def test_no_descent_suggests_the_start():
-    assert suggest([1.0, 1.1, 1.3, 1.8, 3.0])[1] == 0
+def test_no_descent_suggests_a_tenth_of_where_the_loss_leaves_its_plateau():
+    """A random-init model whose loss stays flat, then diverges: not the sweep's first LR."""
+    lrs = [1e-7 * (10 / 1e-7) ** (i / 29) for i in range(30)]
+    rng = np.random.default_rng(0)
+    losses = [1.1 * (1 + 0.02 * rng.standard_normal()) if lr < 1e-2 else 1.1 + 5 * math.log10(lr / 1e-2)
+              for lr in lrs]
+    _, at = suggest(lrs, losses)
+    assert 3e-4 <= lrs[at] <= 3e-3, lrs[at]
 
 
 def test_lr_find_sweeps_suggests_and_restores(image_folder, tmp_path):

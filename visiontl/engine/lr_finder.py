@@ -57,18 +57,22 @@ def smooth(values: list[float], sigma: float) -> list[float]:
     return (w @ x / w.sum(1)).tolist()
 
 
-def suggest(losses: list[float]) -> tuple[list[float], int]:
+def suggest(lrs: list[float], losses: list[float]) -> tuple[list[float], int]:
     """(the smoothed losses, the index of the suggested LR): the last point before the
     minimum where the smoothed loss is still above halfway between the plateau (its median
     before the minimum) and the minimum — the middle of the final descent, where a curve that
-    falls as a slope is steepest. fastai's ``valley`` (two thirds down the
-    longest decreasing subsequence) starts that subsequence on the noise of the plateau and
-    landed at its edge (7e-5 for a descent from 1e-4 to 1e-2 in 40 steps)."""
+    falls as a slope is steepest. fastai's ``valley`` (two thirds down the longest decreasing
+    subsequence) starts that subsequence on the noise of the plateau and landed at its edge
+    (7e-5 for a descent from 1e-4 to 1e-2 in 40 steps). A curve with no descent (flat, then
+    diverging) gets a tenth of the LR where it leaves the plateau."""
     smoothed = smooth(losses, max(1.0, len(losses) / 30))
     low = int(np.argmin(smoothed))
-    if low == 0:
-        return smoothed, 0
     top = float(np.median(smoothed[:low + 1]))  # the plateau (the highest point would be its noise)
+    noise = float(np.median(np.abs(np.subtract(losses, smoothed)))) * 3
+    if low == 0 or top - smoothed[low] <= noise:  # no descent to speak of
+        flat = [i for i, v in enumerate(losses) if v <= smoothed[0] + max(noise, 0.05 * abs(smoothed[0]))]
+        end = flat[-1] if flat else 0
+        return smoothed, int(np.argmin([abs(math.log(lr / (lrs[end] / 10))) for lr in lrs]))
     half = (top + smoothed[low]) / 2
     above = [i for i in range(low) if smoothed[i] >= half]
     return smoothed, above[-1] if above else 0
@@ -124,7 +128,7 @@ def lr_find(adapter, train_set, *, train: TrainConfig, optim: OptimConfig, finet
             p.requires_grad_(g)
         torch.set_rng_state(rng)
     if len(result.raw) >= 3:
-        result.losses, at = suggest(result.raw)
+        result.losses, at = suggest(result.lrs, result.raw)
         result.suggestion = result.lrs[at]
     else:
         print("lr_find: the loss diverged at once; try a smaller start_lr", file=sys.stderr)
