@@ -149,3 +149,28 @@ def tiny_segment_config(train: Path, out: Path, **overrides):
     cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = 2, 4, 0
     cfg.train.out_dir, cfg.train.progress = str(out), "none"
     return _override(cfg, overrides)
+
+
+@pytest.fixture(scope="session")
+def classifier(tmp_path_factory):
+    """One small pretrained classifier for every test that only uses a trained model (fit once a session)."""
+    from visiontl.adapters import Classifier
+
+    root = tmp_path_factory.mktemp("cls")
+    model = Classifier(config=tiny_config(make_image_folder(root / "data"), root / "runs",
+                                          model__backbone="mobilenet_v2", model__weights="imagenet",
+                                          finetune__strategy="frozen", train__epochs=4, optim__lr=0.01,
+                                          data__image_size=64))
+    model.fit()
+    return model, root / "data"
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 5) -> Path:
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[..., ::-1]))
+    writer.release()
+    return path

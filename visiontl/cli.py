@@ -224,6 +224,7 @@ def _fit(model) -> int:
     """Train, then say which epoch each checkpoint holds and where the run is."""
     history = model.fit()
     from .engine.distributed import is_main
+    from .report import closing_table
 
     if is_main():  # under torchrun, one report
         if history:  # labelled: best.pt and the summary hold the best epoch, last.pt the last
@@ -233,20 +234,6 @@ def _fit(model) -> int:
                 print(verdict)
         print(f"run directory: {model.run_dir}  (summary.txt, curves.png, metrics.csv; visiontl report RUN)")
     return 0
-
-
-def closing_table(best: dict, last: dict) -> str:
-    """The end of a run in a few lines: the losses and validation metrics of the epoch
-    best.pt holds and of the last one (last.pt), rounded; one row when they are the same."""
-    keys = [k for k in last if k.endswith("/loss") or k.startswith("val/")]
-    rows = [("best.pt", best), ("last.pt", last)] if best is not last else [("best.pt = last.pt", last)]
-    width = max(len(name) for name, _ in rows)
-    lines = [" " * width + "  epoch" + "".join(f"  {k:>{max(len(k), 7)}}" for k in keys)]
-    for name, row in rows:
-        lines.append(f"{name:<{width}}  {int(row['epoch']):>5}" + "".join(
-            f"  {row[k]:>{max(len(k), 7)}.4g}" if isinstance(row.get(k), float) else f"  {'':>{max(len(k), 7)}}"
-            for k in keys))
-    return "\n".join(lines)
 
 
 def _prune(args) -> int:

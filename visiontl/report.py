@@ -87,3 +87,17 @@ def _task_monitor(task: str) -> str:
 
 def _w(column: str) -> int:
     return max(11, len(column) + 2)
+
+
+def closing_table(best: dict, last: dict) -> str:
+    """The end of a run in a few lines: the losses and validation metrics of the epoch
+    best.pt holds and of the last one (last.pt), rounded; one row when they are the same."""
+    keys = [k for k in last if k.endswith("/loss") or k.startswith("val/")]
+    rows = [("best.pt", best), ("last.pt", last)] if best is not last else [("best.pt = last.pt", last)]
+    width = max(len(name) for name, _ in rows)
+    lines = [" " * width + "  epoch" + "".join(f"  {k:>{max(len(k), 7)}}" for k in keys)]
+    for name, row in rows:
+        lines.append(f"{name:<{width}}  {int(row['epoch']):>5}" + "".join(
+            f"  {row[k]:>{max(len(k), 7)}.4g}" if isinstance(row.get(k), float) else f"  {'':>{max(len(k), 7)}}"
+            for k in keys))
+    return "\n".join(lines)
