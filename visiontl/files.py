@@ -31,8 +31,7 @@ def replacing(path: str | Path, *, durable: bool = False) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
-        if hasattr(os, "chmod"):
-            os.chmod(tmp, 0o666 & ~_umask())  # as open() would make it (mkstemp makes 0600)
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would make it (mkstemp makes 0600)
         if durable:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

@@ -17,9 +17,9 @@ class VideoWriter:
     def __init__(self, path: str | Path, fps: float, *, crf: int = 23) -> None:
         import av
 
-        self.path, self.crf = Path(path), crf
+        self.crf = crf
         self.rate = Fraction(fps if fps and fps > 0 else 25.0).limit_denominator(1001)
-        self.container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
+        self.container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
         self.stream = None
         self.size: tuple[int, int] | None = None  # (width, height)
 
@@ -41,7 +41,7 @@ class VideoWriter:
         w, h = self.size
         if rgb.shape[:2] == (h, w):
             return np.ascontiguousarray(rgb)
-        if abs(rgb.shape[0] - h) <= 1 and abs(rgb.shape[1] - w) <= 1:  # an odd side: repeat the edge
+        if 0 <= h - rgb.shape[0] <= 1 and 0 <= w - rgb.shape[1] <= 1:  # an odd side: repeat the edge
             return np.pad(rgb, ((0, h - rgb.shape[0]), (0, w - rgb.shape[1]), (0, 0)), mode="edge")
         import cv2
 
