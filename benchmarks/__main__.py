@@ -1,10 +1,10 @@
 """python -m benchmarks ENTRY [options] — entries: classification, export, compress, cache, strategies,
-detection, segmentation, style, recipes, switch_probe, coco_eval, viewing."""
+detection, segmentation, style, recipes, threshold, switch_probe, coco_eval, viewing."""
 import sys
 
 ENTRIES = {"classification": "benchmarks.classification", "export": "benchmarks.export", "compress": "benchmarks.compress",
            "cache": "benchmarks.cache",
-           "strategies": "benchmarks.strategies", "recipes": "benchmarks.recipes",
+           "strategies": "benchmarks.strategies", "recipes": "benchmarks.recipes", "threshold": "benchmarks.threshold",
            "detection": "benchmarks.detection",
            "segmentation": "benchmarks.segmentation",
            "style": "benchmarks.style", "switch_probe": "benchmarks.switch_probe",

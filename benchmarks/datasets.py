@@ -79,3 +79,143 @@ def faces():
 
 
 LOADERS = {"textures": textures, "faces": faces}
+
+
+# --- RGB sets at the default 224 px, for the threshold of ``auto`` (python -m benchmarks threshold) ---
+
+def _band_of(y0: int, size: int, h: int, bands: tuple[float, float]) -> int | None:
+    """0 train, 1 tune, 2 test: the band a patch of rows y0…y0+size lies wholly inside, or None."""
+    edges = [0, int(bands[0] * h), int(bands[1] * h), h]
+    for i in range(3):
+        if edges[i] <= y0 and y0 + size <= edges[i + 1]:
+            return i
+    return None
+
+
+def _pools(patches) -> tuple:
+    """(band, image, label) triples → (train, test, tune) (images, labels) arrays."""
+    pools: list[tuple[list, list]] = [([], []), ([], []), ([], [])]
+    for band, img, label in patches:
+        pools[band][0].append(img)
+        pools[band][1].append(label)
+    (trx, tr_y), (tux, tu_y), (tex, te_y) = [(np.stack(x), np.array(y, np.uint8)) for x, y in pools]
+    return (trx, tr_y), (tex, te_y), (tux, tu_y)
+
+
+def textures224(classes: list[str] | None = None, train_stride: int = 48):
+    """The textures photos cut into 96 px patches (stride 48) — upscaled to 224 px by the
+    pipeline, as a user's photos of a few hundred pixels would be; bands 50 / 20 / 30 %.
+    ``classes``: a subset; ``train_stride``: closer training patches (more, overlapping)."""
+    patches = []
+    bands = [(0.0, 0.5), (0.5, 0.7), (0.7, 1.0)]
+    names = classes or list(TEXTURES)
+    for c, name in enumerate(names):
+        img = _photo(*TEXTURES[name])
+        for band, (top, bottom) in enumerate(bands):
+            stride = train_stride if band == 0 else 48
+            patches += [(band, p, c) for p in _patches(img, top, bottom, 96, stride)]
+    train, test, tune = _pools(patches)
+    return train, test, names, tune
+
+
+def photos4():
+    """Four of the textures photos (fur, a fruit bowl, an orange, an apple: ImageNet-like
+    subjects) with training patches every 24 px: up to 126 per class, overlapping."""
+    return textures224(["baboon-fur", "fruits", "orange", "apple"], train_stride=24)
+
+
+def _centred(image: np.ndarray, centres: dict[int, np.ndarray], size: int, bands=(0.5, 0.7)) -> list:
+    """Square ``size`` patches of ``image`` centred at each class's (x, y) points, wholly
+    inside the image and one band of its rows."""
+    h, w = image.shape[:2]
+    out = []
+    for label, points in centres.items():
+        for x, y in np.round(points).astype(int):
+            x0, y0 = x - size // 2, y - size // 2
+            band = _band_of(y0, size, h, bands)
+            if band is not None and 0 <= x0 <= w - size:
+                out.append((band, image[y0:y0 + size, x0:x0 + size], label))
+    return out
+
+
+def crowns(size: int = 64, seed: int = 0):
+    """deepforest's aerial tiles as patch classification: ``crown`` (a 64 px patch centred
+    on a tree crown's box) vs ``gap`` (centred on a point inside no crown box, at least 20 px
+    from every crown's centre). Bands of each tile's rows: 50 / 20 / 30 %."""
+    from visiontl.data.trees import TILES, _voc_boxes, deepforest_dir
+
+    source = deepforest_dir()
+    if source is None:
+        raise FileNotFoundError("deepforest's tiles not found: pip install --no-deps deepforest")
+    rng = np.random.default_rng(seed)
+    patches = []
+    for tile in TILES:
+        img = np.asarray(Image.open(source / f"{tile}.png").convert("RGB"))
+        boxes = _voc_boxes(source / f"{tile}.xml")
+        centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
+        h, w = img.shape[:2]
+        cand = rng.uniform([0, 0], [w, h], size=(20 * len(boxes), 2))
+        inside = ((cand[:, None, 0] >= boxes[:, 0]) & (cand[:, None, 0] <= boxes[:, 2])
+                  & (cand[:, None, 1] >= boxes[:, 1]) & (cand[:, None, 1] <= boxes[:, 3])).any(1)
+        far = np.linalg.norm(cand[:, None] - centres[None], axis=2).min(1) >= 20
+        gaps = cand[~inside & far][:len(boxes)]
+        patches += _centred(img, {0: centres, 1: gaps}, size)
+    train, test, tune = _pools(patches)
+    return train, test, ["crown", "gap"], tune
+
+
+def nuclei(size: int = 48, seed: int = 0):
+    """stardist's fluorescence image (grey, written as RGB) as patch classification:
+    ``nucleus`` (a 48 px patch centred on a pixel inside a nucleus, 2 px from its edge) vs
+    ``background`` (centred 2 px or more outside every nucleus). Bands of rows: 50 / 20 / 30 %."""
+    from scipy import ndimage
+
+    from visiontl.data.nuclei import load_nuclei
+
+    image, mask = load_nuclei()
+    rgb = np.repeat(image[..., None], 3, axis=2)
+    rng = np.random.default_rng(seed)
+    inner = ndimage.binary_erosion(mask > 0, iterations=2)
+    outer = ~ndimage.binary_dilation(mask > 0, iterations=2)
+    points = {}
+    for label, region in ((0, inner), (1, outer)):
+        ys, xs = np.nonzero(region)
+        pick = rng.choice(len(xs), size=min(len(xs), 1500), replace=False)
+        points[label] = np.stack([xs[pick], ys[pick]], 1).astype(np.float64)
+    train, test, tune = _pools(_centred(rgb, points, size))
+    return train, test, ["nucleus", "background"], tune
+
+
+LOADERS.update({"textures224": textures224, "photos4": photos4, "crowns": crowns, "nuclei": nuclei})
+
+
+def galaxies(crop: int = 64, threshold: float = 0.2, min_area: int = 20) -> Path:
+    """A box set far from ImageNet's photos and from the tree / nuclei tiles: scikit-image's
+    Hubble eXtreme Deep Field (872×1000 RGB), every galaxy or star a box. Boxes are the
+    connected regions of the smoothed brightness above ``threshold`` (at least ``min_area``
+    px: about 360 objects, a median side of 8 px); the image is cut into ``crop`` px tiles
+    without overlap, every fifth tile (in grid order) for validation: 156 / 39 tiles.
+    Returns the data.yaml (YOLO layout and COCO ``{train,val}.json``)."""
+    from skimage import color, filters, measure
+
+    from visiontl.data.builtin import cache_dir
+    from visiontl.data.trees import write_box_tiles
+
+    root = cache_dir() / "datasets" / f"hubble-galaxies-{crop}-v1"
+    if (root / ".complete").is_file():
+        return root / "data.yaml"
+    image = np.asarray(Image.open(_skimage_dir() / "hubble_deep_field.jpg").convert("RGB"))
+    smooth = filters.gaussian(color.rgb2gray(image), 1.5)
+    regions = [r for r in measure.regionprops(measure.label(smooth > threshold)) if r.area >= min_area]
+    boxes = np.array([[r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]] for r in regions], np.float32)
+    h, w = image.shape[:2]
+
+    def crops():
+        k = 0
+        for y in range(0, h - crop + 1, crop):
+            for x in range(0, w - crop + 1, crop):
+                split = "val" if k % 5 == 4 else "train"
+                k += 1
+                yield split, f"hudf_{y:03d}_{x:03d}", image[y:y + crop, x:x + crop], boxes, (x, y)
+
+    return write_box_tiles(root, crops(), ["galaxy"])

@@ -34,18 +34,22 @@ from . import harness
 
 def visiontl_run(data_yaml: Path, weights: str, args, out: Path, architecture: str = "yolo") -> dict:
     from visiontl.adapters import DetectConfig, Detector
+    from visiontl.config import load_config
 
-    cfg = DetectConfig()
+    cfg = load_config(DetectConfig, None, args.set)  # --set key=value: a variant
     cfg.model.architecture = architecture
     cfg.data.yaml, cfg.data.image_size = str(data_yaml), args.image_size
-    cfg.data.augment.vflip, cfg.data.augment.mosaic = 0.5, args.mosaic
     cfg.model.backbone, cfg.model.weights = "mobilenet_v2", weights
-    cfg.finetune.strategy, cfg.finetune.bn = args.strategy, args.bn
-    cfg.optim.lr = args.frcnn_lr if architecture == "faster_rcnn" and args.frcnn_lr else args.lr
-    cfg.optim.warmup_epochs = 1.0
-    cfg.train.epochs, cfg.train.batch_size, cfg.train.num_workers = args.epochs, args.batch_size, args.workers
+    if not args.defaults:  # the benchmark's settings; --defaults: the task's own
+        cfg.data.augment.vflip, cfg.data.augment.mosaic = 0.5, args.mosaic
+        cfg.finetune.strategy, cfg.finetune.bn = args.strategy, args.bn
+        cfg.optim.lr = args.frcnn_lr if architecture == "faster_rcnn" and args.frcnn_lr else args.lr
+        cfg.optim.warmup_epochs = 1.0
+        cfg.train.batch_size = args.batch_size
+    cfg.train.epochs, cfg.train.num_workers = args.epochs, args.workers
     cfg.train.out_dir, cfg.train.progress, cfg.train.seed = str(out / "runs"), "log", args.seed
-    cfg.train.name = f"visiontl-{architecture}-mobilenet_v2-{weights}-{args.strategy}-bn-{args.bn}-seed{args.seed}"
+    cfg.train.name = (f"visiontl-{architecture}-mobilenet_v2-{weights}-{cfg.finetune.strategy}-bn-{cfg.finetune.bn}"
+                      f"-seed{args.seed}")
     det = Detector(config=cfg)
     t0 = time.perf_counter()
     history = det.fit()
@@ -53,8 +57,9 @@ def visiontl_run(data_yaml: Path, weights: str, args, out: Path, architecture: s
     final = det.evaluate(det.datasets()[1])
     model = "visiontl Faster R-CNN on" if architecture == "faster_rcnn" else "visiontl"
     speed = infer_images_per_s(det, det.datasets()[1])
-    return {"model": f"{model} mobilenet_v2 ({'ImageNet' if weights != 'none' else 'random init'}, {args.strategy}, "
-                     f"finetune.bn={args.bn}, lr {cfg.optim.lr:g})", "architecture": architecture, "infer_images_per_s": speed,
+    return {"model": f"{model} mobilenet_v2 ({'ImageNet' if weights != 'none' else 'random init'}, "
+                     f"{'the task defaults, ' if args.defaults else ''}{cfg.finetune.strategy}, "
+                     f"finetune.bn={cfg.finetune.bn}, lr {cfg.optim.lr:g}{''.join(', ' + s for s in args.set)})", "architecture": architecture, "infer_images_per_s": speed,
             "weights": det.model.backbone.weights_source, "seconds": seconds,
             "train_images_per_s": statistics.median(h["train/images_per_s"] for h in history),
             "mAP50-95": final["mAP50-95"], "mAP50": final["mAP50"], "run_dir": str(det.run_dir),
@@ -163,9 +168,14 @@ def ultralytics_run(data_yaml: Path, args, out: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks detection")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--data", choices=["trees", "nuclei"], default="trees",
-                   help="trees: deepforest's aerial crowns (192 px crops); nuclei: stardist's nuclei (128 px crops)")
-    p.add_argument("--image-size", type=int, default=0, help="default: 192 for trees, 256 for nuclei (2× the crops)")
+    p.add_argument("--data", choices=["trees", "nuclei", "galaxies"], default="trees",
+                   help="trees: deepforest's aerial crowns (192 px crops); nuclei: stardist's nuclei (128 px crops); "
+                        "galaxies: the Hubble deep field (64 px crops, benchmarks/datasets.py)")
+    p.add_argument("--image-size", type=int, default=0,
+                   help="default: 192 for trees, 256 for nuclei (2× the crops), 320 for galaxies")
+    p.add_argument("--defaults", action="store_true",
+                   help="visiontl with the detection task's defaults (only the image size, epochs and seed set)")
+    p.add_argument("--set", nargs="*", action="extend", default=[], help="visiontl config overrides (key=value)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3, help="visiontl (AdamW, cosine)")
     p.add_argument("--frcnn-lr", type=float, default=0.0, help="visiontl's Faster R-CNN (default: --lr)")
@@ -185,9 +195,14 @@ def main() -> None:
     if args.data == "trees":
         args.image_size = args.image_size or 192
         data_yaml, args.classes = materialize_trees(args.image_size), ["tree"]
-    else:
+    elif args.data == "nuclei":
         args.image_size = args.image_size or 256
         data_yaml, args.classes = materialize_nuclei_boxes(), ["nucleus"]
+    else:
+        from .datasets import galaxies
+
+        args.image_size = args.image_size or 320
+        data_yaml, args.classes = galaxies(), ["galaxy"]
     if args.speed:
         rows = speed_side_by_side(data_yaml, args)
         path = harness.save(f"detection-{device}-speed{args.tag}", {"machine": harness.machine(), "device": device,

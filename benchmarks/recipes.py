@@ -60,7 +60,7 @@ def visiontl_run(strategy: str, splits, args, seed: int, out: Path) -> dict:
             "train_loss_per_epoch": [h["train/loss"] for h in history], "test_best": best, "test_final": final}
 
 
-def resolved_auto(splits, backbone: str) -> str:
+def resolved_auto(splits, backbone: str, image_size: int) -> str:
     """The strategy ``auto`` picks for this training set and backbone (finetune.choose)."""
     from visiontl.backbones import create_backbone
     from visiontl.engine.finetune import FinetuneConfig, choose, normalised
@@ -69,7 +69,7 @@ def resolved_auto(splits, backbone: str) -> str:
     n_images = sum(1 for c in classes for _ in c.iterdir())
     has_norm = normalised(create_backbone(backbone, weights="none"))
     return choose(FinetuneConfig("auto"), n_images=n_images, n_classes=len(classes), n_groups=1,
-                  has_norm=has_norm)[0].strategy
+                  has_norm=has_norm, image_size=image_size)[0].strategy
 
 
 def keras_recipe_run(splits, args, seed: int) -> dict:
@@ -253,7 +253,7 @@ def main() -> None:
             if contender in results.get(d, {}):
                 continue
             if contender == "visiontl auto":  # the same seeded run as the strategy it resolves to
-                chosen = resolved_auto(splits, args.backbone)
+                chosen = resolved_auto(splits, args.backbone, args.image_size)
                 if f"visiontl {chosen}" in results.get(d, {}):
                     results[d][contender] = {**results[d][f"visiontl {chosen}"], "resolved": chosen}
                     continue

@@ -68,9 +68,18 @@ def test_auto_chooses_by_data_size_and_says_why():
     small, why = choose(FinetuneConfig("auto"), n_images=150, n_classes=10, n_groups=19)
     assert small.strategy == "two_phase" and "last 8 of 19 blocks" in why and "15/class" in why
     assert trainable_groups(small, 19, small.head_epochs) == 8  # the top 40 % of the blocks
-    more, why = choose(FinetuneConfig("auto"), n_images=300, n_classes=10, n_groups=19)
-    assert more.strategy == "full" and "30/class" in why
-    vgg, why = choose(FinetuneConfig("auto"), n_images=300, n_classes=10, n_groups=16, has_norm=False)
+    # the set: 4 classes of ~36 RGB photos at 224 px, where full trailed two_phase (RESULTS.md)
+    photos, why = choose(FinetuneConfig("auto"), n_images=144, n_classes=4, n_groups=19)
+    assert photos.strategy == "two_phase" and "36/class" in why and "finetune.strategy=full" in why
+    hundred, why = choose(FinetuneConfig("auto"), n_images=1000, n_classes=10, n_groups=19, image_size=224)
+    assert hundred.strategy == "two_phase" and "100/class" in why  # full trailed by 9 points there
+    more, why = choose(FinetuneConfig("auto"), n_images=4000, n_classes=10, n_groups=19)
+    assert more.strategy == "full" and "400/class" in why
+    # small inputs (measured at 64 px): full from 30 per class, as before
+    low_res, why = choose(FinetuneConfig("auto"), n_images=300, n_classes=10, n_groups=19, image_size=64)
+    assert low_res.strategy == "full" and "from 30/class below 128 px" in why
+    assert choose(FinetuneConfig("auto"), n_images=300, n_classes=10, n_groups=19, image_size=128)[0].strategy == "two_phase"
+    vgg, why = choose(FinetuneConfig("auto"), n_images=4000, n_classes=10, n_groups=16, has_norm=False)
     assert vgg.strategy == "two_phase" and "without BatchNorm" in why
     mine, _ = choose(FinetuneConfig("auto", last_n=3), n_images=150, n_classes=10, n_groups=19)
     assert mine.strategy == "two_phase" and trainable_groups(mine, 19, 5) == 3  # a given last_n is kept
@@ -349,7 +358,7 @@ def test_full_fine_tuning_is_gentler_on_a_backbone_without_batchnorm(tmp_path):
     assert Finetuner(FinetuneConfig("last_n", last_n=2), vgg).scales(0)[-3:] == [0.1, 0.1, 1.0]
     assert Finetuner(FinetuneConfig("two_phase", head_epochs=1), vgg).scales(1)[-2:] == [0.05, 0.5]
     assert "backbone.0-15 " in (table := Finetuner(FinetuneConfig("full"), vgg).table(2, 1e-3)) and "0.0001" in table
-    # auto never picks full for it: 34 images a class would be full for a BatchNorm backbone
+    # auto never picks full for it: 34 images a class at 32 px would be full for a BatchNorm backbone
     from conftest import make_image_folder
 
     data = make_image_folder(tmp_path / "d", per_class=45)

@@ -309,7 +309,8 @@ class TaskAdapter(Compression, Viewing):
         backbone = getattr(self.model, "backbone", None)  # a model without one is all head
         cfg, why = choose(self.config.finetune, n_images=n_images, n_classes=len(self.classes or ()),
                           n_groups=len(list(backbone.layer_groups())) if backbone is not None else 0,
-                          has_norm=normalised(backbone), epochs=self.config.train.epochs)
+                          has_norm=normalised(backbone), epochs=self.config.train.epochs,
+                          image_size=getattr(getattr(self.config, "data", None), "image_size", None) or None)
         return Finetuner(cfg, self.model), why
 
     def plan(self, data: str | Path | None = None) -> str:

@@ -137,14 +137,20 @@ def follows_switch(cfg: FinetuneConfig, epochs: int) -> bool:
 
 
 def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
-           has_norm: bool = True, epochs: int | None = None) -> tuple[FinetuneConfig, str]:
-    """``auto``, from ``python -m benchmarks recipes`` (benchmarks/RESULTS.md, section 6:
-    mobilenet_v2 on six real datasets, 3 seeds): ``full`` fine-tuning led or tied from 30
-    images per class on every one; at 10 per class it swung by 9 points between seeds while
-    ``two_phase`` held above the probe. Below 10 per class the backbone stays frozen. A backbone
-    without normalisation layers (``has_norm`` False: VGG) never gets ``full``: VGG19 on
-    fashion-300 (30/class) scored 0.10 with it at the full LR, 0.71 at 0.1× (one seed of
-    three 0.54), 0.72 with ``two_phase`` (medians of 3 seeds).
+           has_norm: bool = True, epochs: int | None = None, image_size: int | None = None) -> tuple[FinetuneConfig, str]:
+    """``auto``, measured (benchmarks/RESULTS.md). At the default 224 px (``python -m
+    benchmarks threshold``: mobilenet_v2, 5 seeds, four RGB sets the defaults were not tuned
+    on — photo textures, an ImageNet-like four-class set, aerial crowns, microscopy nuclei)
+    ``two_phase`` led ``full`` on three of the four at 36 images per class, and on the
+    ImageNet-like set at 100 per class by 9 points; ``full`` led on the crowns only. So from
+    ``SMALL_INPUT`` px up, ``full`` waits for ``FULL_FROM`` per class (where it led on the one
+    set measured that large, Fashion-MNIST). Below ``SMALL_INPUT`` (``python -m benchmarks
+    recipes`` at 64 px, six sets, 3 seeds) ``full`` led or tied from ``FULL_FROM_SMALL_INPUT``
+    per class on every set: at 64 px ImageNet's features see objects at a scale they were not
+    learned at. Below 10 per class the backbone stays frozen. A backbone without
+    normalisation layers (``has_norm`` False: VGG) never gets ``full``: VGG19 on fashion-300
+    (30/class) scored 0.10 with it at the full LR, 0.71 at 0.1× (one seed of three 0.54), 0.72
+    with ``two_phase`` (medians of 3 seeds). ``image_size`` None: the default, 224.
 
     With ``epochs`` (the run's length) the plan said is the plan run: ``auto``'s ``two_phase``
     keeps at least one fine-tuning epoch (``head_epochs`` shortened to half a short run; one
@@ -161,11 +167,15 @@ def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
         return (replace(cfg, strategy="frozen"),
                 f"auto → frozen: {n_images} images ({per_class:.0f}/class) is too little to adapt the backbone; "
                 "a linear probe overfits least")
-    if per_class < FULL_FROM or not has_norm:
+    small_input = image_size is not None and image_size < SMALL_INPUT
+    full_from = FULL_FROM_SMALL_INPUT if small_input else FULL_FROM
+    if per_class < full_from or not has_norm:
         why = ("a backbone without BatchNorm — full fine-tuning of VGG19 fell far below two_phase in the benchmark"
-               if per_class >= FULL_FROM else
+               if per_class >= full_from else
                f"the head settles on the frozen backbone for {cfg.head_epochs} epochs, then the top blocks adapt "
-               "gently (full fine-tuning was unstable at 10/class)")
+               f"gently" + ("" if small_input else
+                            f" (at {image_size or 224} px full fine-tuning trailed it by 3–9 points on photos at 36 and "
+                            "100/class, and led on aerial crowns: finetune.strategy=full to choose it)"))
         chosen = replace(cfg, strategy="two_phase")
         if epochs is not None and epochs <= chosen.head_epochs:  # the head's epochs would fill the run
             if epochs < 2:
@@ -179,11 +189,13 @@ def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
                 f"{n_images} images ({per_class:.0f}/class) — {why}")
     return (replace(cfg, strategy="full"),
             f"auto → full: {n_images} images ({per_class:.0f}/class) — enough to adapt the whole backbone "
-            f"(measured ahead of two_phase and the probe from {FULL_FROM}/class)")
+            f"(measured ahead of two_phase from {full_from}/class" + (f" below {SMALL_INPUT} px)" if small_input else ")"))
 
 
 MIN_PER_CLASS = 10  # auto: below this many images per class the backbone stays frozen
-FULL_FROM = 30  # auto: from this many images per class, full fine-tuning
+FULL_FROM = 400  # auto: from this many images per class, full fine-tuning (benchmarks/threshold.py: not below)
+SMALL_INPUT = 128  # auto: inputs smaller than this (measured at 64 px) get full fine-tuning sooner …
+FULL_FROM_SMALL_INPUT = 30  # … from this many images per class (benchmarks/recipes.py)
 
 
 def is_pretrained(backbone: nn.Module | None) -> bool:
