@@ -142,7 +142,8 @@ def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
     benchmarks threshold``: mobilenet_v2, 5 seeds, four RGB sets the defaults were not tuned
     on — photo textures, an ImageNet-like four-class set, aerial crowns, microscopy nuclei)
     ``two_phase`` led ``full`` on three of the four at 36 images per class, and on the
-    ImageNet-like set at 100 per class by 9 points; ``full`` led on the crowns only. So from
+    ImageNet-like set at 100 per class by 8 points; ``full`` led on the crowns, and from 100
+    per class on the nuclei (by 4 points: a smaller loss than the photos' 8). So from
     ``SMALL_INPUT`` px up, ``full`` waits for ``FULL_FROM`` per class (where it led on the one
     set measured that large, Fashion-MNIST). Below ``SMALL_INPUT`` (``python -m benchmarks
     recipes`` at 64 px, six sets, 3 seeds) ``full`` led or tied from ``FULL_FROM_SMALL_INPUT``
@@ -174,8 +175,9 @@ def choose(cfg: FinetuneConfig, *, n_images: int, n_classes: int, n_groups: int,
                if per_class >= full_from else
                f"the head settles on the frozen backbone for {cfg.head_epochs} epochs, then the top blocks adapt "
                f"gently" + ("" if small_input else
-                            f" (at {image_size or 224} px full fine-tuning trailed it by 3–9 points on photos at 36 and "
-                            "100/class, and led on aerial crowns: finetune.strategy=full to choose it)"))
+                            f" (at {image_size or 224} px full fine-tuning trailed it by 3–8 points on photos at 36 and "
+                            "100/class; it led on aerial crowns, and on microscopy from 100/class: "
+                            "finetune.strategy=full to choose it)"))
         chosen = replace(cfg, strategy="two_phase")
         if epochs is not None and epochs <= chosen.head_epochs:  # the head's epochs would fill the run
             if epochs < 2:
