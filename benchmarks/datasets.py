@@ -199,7 +199,7 @@ def galaxies(crop: int = 64, threshold: float = 0.2, min_area: int = 20) -> Path
     from skimage import color, filters, measure
 
     from visiontl.data.builtin import cache_dir
-    from visiontl.data.trees import write_box_tiles
+    from visiontl.data.trees import grid_crops, write_box_tiles
 
     root = cache_dir() / "datasets" / f"hubble-galaxies-{crop}-v1"
     if (root / ".complete").is_file():
@@ -208,14 +208,4 @@ def galaxies(crop: int = 64, threshold: float = 0.2, min_area: int = 20) -> Path
     smooth = filters.gaussian(color.rgb2gray(image), 1.5)
     regions = [r for r in measure.regionprops(measure.label(smooth > threshold)) if r.area >= min_area]
     boxes = np.array([[r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]] for r in regions], np.float32)
-    h, w = image.shape[:2]
-
-    def crops():
-        k = 0
-        for y in range(0, h - crop + 1, crop):
-            for x in range(0, w - crop + 1, crop):
-                split = "val" if k % 5 == 4 else "train"
-                k += 1
-                yield split, f"hudf_{y:03d}_{x:03d}", image[y:y + crop, x:x + crop], boxes, (x, y)
-
-    return write_box_tiles(root, crops(), ["galaxy"])
+    return write_box_tiles(root, grid_crops("hudf", image, boxes, crop), ["galaxy"])

@@ -82,13 +82,18 @@ def materialize_trees(crop: int = 192, *, root: Path | None = None, keep: float 
     def crops():
         for tile in TILES:
             image = np.asarray(Image.open(source / f"{tile}.png").convert("RGB"))
-            boxes = _voc_boxes(source / f"{tile}.xml")
-            h, w = image.shape[:2]
-            k = 0
-            for y0 in range(0, h - crop + 1, crop):
-                for x0 in range(0, w - crop + 1, crop):
-                    split = "val" if k % 5 == 4 else "train"
-                    k += 1
-                    yield split, f"{tile}_{y0}_{x0}", image[y0:y0 + crop, x0:x0 + crop], boxes, (x0, y0)
+            yield from grid_crops(tile, image, _voc_boxes(source / f"{tile}.xml"), crop)
 
     return write_box_tiles(root, crops(), ["tree"], keep)
+
+
+def grid_crops(prefix: str, image: np.ndarray, boxes: np.ndarray, crop: int):
+    """``image`` cut into ``crop`` px tiles without overlap, every fifth (in grid order) for
+    validation, as :func:`write_box_tiles` takes them; ``boxes`` (``xyxy``) are the whole image's."""
+    h, w = image.shape[:2]
+    k = 0
+    for y0 in range(0, h - crop + 1, crop):
+        for x0 in range(0, w - crop + 1, crop):
+            split = "val" if k % 5 == 4 else "train"
+            k += 1
+            yield split, f"{prefix}_{y0}_{x0}", image[y0:y0 + crop, x0:x0 + crop], boxes, (x0, y0)
