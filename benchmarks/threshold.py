@@ -85,8 +85,12 @@ def verdict(results: dict) -> str:
 
 def plot(results: dict, path: Path) -> None:
     cells = [(d, n) for d, by_n in results.items() for n in sorted(by_n, key=int)]
-    fig, axes = subplots(1, len(cells), figsize=(3.6 * len(cells), 3.2), squeeze=False)
-    for ax, (d, n) in zip(axes[0], cells):
+    cols = min(4, len(cells))
+    rows = -(-len(cells) // cols)
+    fig, axes = subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    for ax, (d, n) in zip(axes.flat, cells):
         for s, runs in results[d][n].items():
             for i, r in enumerate(runs):
                 ax.plot(range(1, len(r["tune_per_epoch"]) + 1), r["tune_per_epoch"], lw=0.8, alpha=0.7,
