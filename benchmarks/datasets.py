@@ -55,34 +55,6 @@ def _patches(img: np.ndarray, top: float, bottom: float, size: int, stride: int)
             for x in range(0, w - size + 1, stride)]
 
 
-def textures(size: int = 48, stride: int = 24):
-    """(train, test, classes, tune) pools as (images, labels) arrays."""
-    pools: list[tuple[list, list]] = [([], []), ([], []), ([], [])]  # train, tune, test
-    bands = [(0.0, BANDS[0]), (BANDS[0], BANDS[1]), (BANDS[1], 1.0)]
-    for c, (source, name) in enumerate(TEXTURES.values()):
-        img = _photo(source, name)
-        for pool, (top, bottom) in zip(pools, bands):
-            found = _patches(img, top, bottom, size, stride)
-            pool[0].extend(found)
-            pool[1].extend([c] * len(found))
-    (trx, tr_y), (tux, tu_y), (tex, te_y) = [(np.stack(x), np.array(y, np.uint8)) for x, y in pools]
-    return (trx, tr_y), (tex, te_y), list(TEXTURES), (tux, tu_y)
-
-
-def faces():
-    x = np.load(_skimage_dir() / "lfw_subset.npy")  # 100 faces, then 100 non-faces; floats in [0, 1]
-    x = np.rint(x * 255).astype(np.uint8)
-    y = np.repeat(np.arange(2, dtype=np.uint8), 100)
-    idx = np.arange(200) % 100
-    train, tune, test = idx < 50, (idx >= 50) & (idx < 70), idx >= 70
-    return (x[train], y[train]), (x[test], y[test]), ["face", "not-face"], (x[tune], y[tune])
-
-
-LOADERS = {"textures": textures, "faces": faces}
-
-
-# --- RGB sets at the default 224 px, for the threshold of ``auto`` (python -m benchmarks threshold) ---
-
 def _band_of(y0: int, size: int, h: int, bands: tuple[float, float]) -> int | None:
     """0 train, 1 tune, 2 test: the band a patch of rows y0…y0+size lies wholly inside, or None."""
     edges = [0, int(bands[0] * h), int(bands[1] * h), h]
@@ -102,26 +74,47 @@ def _pools(patches) -> tuple:
     return (trx, tr_y), (tex, te_y), (tux, tu_y)
 
 
-def textures224(classes: list[str] | None = None, train_stride: int = 48):
-    """The textures photos cut into 96 px patches (stride 48) — upscaled to 224 px by the
-    pipeline, as a user's photos of a few hundred pixels would be; bands 50 / 20 / 30 %.
-    ``classes``: a subset; ``train_stride``: closer training patches (more, overlapping)."""
-    patches = []
-    bands = [(0.0, 0.5), (0.5, 0.7), (0.7, 1.0)]
+def textures(size: int = 48, stride: int = 24, bands: tuple[float, float] = BANDS,
+             classes: list[str] | None = None, train_stride: int | None = None):
+    """(train, test, classes, tune) pools as (images, labels) arrays: ``size`` px patches
+    every ``stride`` px (``train_stride`` in the training band) of each class's photo, the
+    bands of rows ending at ``bands``; ``classes``: a subset of TEXTURES."""
     names = classes or list(TEXTURES)
+    edges = [(0.0, bands[0]), (bands[0], bands[1]), (bands[1], 1.0)]
+    patches = []
     for c, name in enumerate(names):
         img = _photo(*TEXTURES[name])
-        for band, (top, bottom) in enumerate(bands):
-            stride = train_stride if band == 0 else 48
-            patches += [(band, p, c) for p in _patches(img, top, bottom, 96, stride)]
+        for band, (top, bottom) in enumerate(edges):
+            step = train_stride if band == 0 and train_stride else stride
+            patches += [(band, p, c) for p in _patches(img, top, bottom, size, step)]
     train, test, tune = _pools(patches)
     return train, test, names, tune
+
+
+def faces():
+    x = np.load(_skimage_dir() / "lfw_subset.npy")  # 100 faces, then 100 non-faces; floats in [0, 1]
+    x = np.rint(x * 255).astype(np.uint8)
+    y = np.repeat(np.arange(2, dtype=np.uint8), 100)
+    idx = np.arange(200) % 100
+    train, tune, test = idx < 50, (idx >= 50) & (idx < 70), idx >= 70
+    return (x[train], y[train]), (x[test], y[test]), ["face", "not-face"], (x[tune], y[tune])
+
+
+LOADERS = {"textures": textures, "faces": faces}
+
+
+# --- RGB sets at the default 224 px, for the threshold of ``auto`` (python -m benchmarks threshold) ---
+
+def textures224():
+    """The textures photos cut into 96 px patches (stride 48) — upscaled to 224 px by the
+    pipeline, as a user's photos of a few hundred pixels would be; bands 50 / 20 / 30 %."""
+    return textures(96, 48, (0.5, 0.7))
 
 
 def photos4():
     """Four of the textures photos (fur, a fruit bowl, an orange, an apple: ImageNet-like
     subjects) with training patches every 24 px: up to 126 per class, overlapping."""
-    return textures224(["baboon-fur", "fruits", "orange", "apple"], train_stride=24)
+    return textures(96, 48, (0.5, 0.7), ["baboon-fur", "fruits", "orange", "apple"], train_stride=24)
 
 
 def _centred(image: np.ndarray, centres: dict[int, np.ndarray], size: int, bands=(0.5, 0.7)) -> list:
