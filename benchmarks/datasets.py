@@ -202,3 +202,56 @@ def galaxies(crop: int = 64, threshold: float = 0.2, min_area: int = 20) -> Path
     regions = [r for r in measure.regionprops(measure.label(smooth > threshold)) if r.area >= min_area]
     boxes = np.array([[r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]] for r in regions], np.float32)
     return write_box_tiles(root, grid_crops("hudf", image, boxes, crop), ["galaxy"])
+
+
+def digit_pages(train: int = 167, val: int = 42, side: int = 320, seed: int = 0) -> Path:
+    """A 10-class box set far from ImageNet's photos: handwritten digits on paper. The digits
+    are the 5,000 real 20 px handwritten digits of Debian ``opencv-doc``'s ``digits.png``
+    (50 rows × 100 columns, 500 per class); each page is ``side`` px of noisy, unevenly lit
+    paper with 4–12 digits, dark ink, 1–2.5× their size, not touching; a box is the ink's
+    tight extent. Training pages take digits from columns 0–79 of the sheet, validation pages
+    from columns 80–99 (no written digit is in both). Returns the data.yaml (YOLO and COCO)."""
+    from visiontl.data.builtin import cache_dir
+    from visiontl.data.trees import write_box_tiles
+
+    root = cache_dir() / "datasets" / f"digit-pages-{train}-{val}-{side}-v1"
+    if (root / ".complete").is_file():
+        return root / "data.yaml"
+    sheet = np.asarray(Image.open(OPENCV / "digits.png").convert("L"))
+    cells = sheet.reshape(50, 20, 100, 20).transpose(0, 2, 1, 3)  # row, column, 20, 20
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+
+    def page(columns: range) -> tuple[np.ndarray, np.ndarray]:
+        light = 200 + 40 * rng.random() + 25 * (rng.random() - 0.5) * (xx + yy)  # uneven lighting
+        paper = light + rng.normal(0, 6, (side, side))
+        ink = np.zeros((side, side))
+        boxes: list[list[float]] = []
+        for _ in range(rng.integers(4, 13)):
+            row, col = rng.integers(50), rng.choice(columns)
+            size = int(round(20 * rng.uniform(1.0, 2.5)))
+            digit = np.asarray(Image.fromarray(cells[row, col]).resize((size, size), Image.BILINEAR), np.float64) / 255
+            ys, xs = np.nonzero(digit > 0.25)
+            if len(xs) == 0:
+                continue
+            for _try in range(20):  # a free place: the ink's box, 3 px apart from the others
+                x0, y0 = rng.integers(0, side - size, size=2)
+                box = [x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1]
+                if all(box[0] >= b[2] + 3 or box[2] + 3 <= b[0] or box[1] >= b[3] + 3 or box[3] + 3 <= b[1]
+                       for b in boxes):
+                    ink[y0:y0 + size, x0:x0 + size] = np.maximum(ink[y0:y0 + size, x0:x0 + size], digit)
+                    boxes.append(box + [row // 5])
+                    break
+        grey = paper * (1 - 0.85 * ink)
+        tint = rng.uniform(0.9, 1.0, 3)
+        rgb = np.clip(grey[..., None] * tint, 0, 255).astype(np.uint8)
+        return rgb, np.array(boxes, np.float32).reshape(-1, 5)
+
+    def pages():
+        for split, n, columns in (("train", train, range(0, 80)), ("val", val, range(80, 100))):
+            for i in range(n):
+                image, boxes = page(columns)
+                yield split, f"page_{split}_{i:03d}", image, boxes, (0, 0)
+
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    return write_box_tiles(root, pages(), names)

@@ -25,11 +25,14 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from visiontl.data.nuclei import materialize_nuclei_boxes
 from visiontl.data.trees import materialize_trees
 
 from . import harness
+
+TITLES = {"trees": "tree crowns", "nuclei": "nuclei", "galaxies": "Hubble galaxies", "digits": "digit pages"}
 
 
 def visiontl_run(data_yaml: Path, weights: str, args, out: Path, architecture: str = "yolo") -> dict:
@@ -168,11 +171,12 @@ def ultralytics_run(data_yaml: Path, args, out: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks detection")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--data", choices=["trees", "nuclei", "galaxies"], default="trees",
+    p.add_argument("--data", choices=["trees", "nuclei", "galaxies", "digits"], default="trees",
                    help="trees: deepforest's aerial crowns (192 px crops); nuclei: stardist's nuclei (128 px crops); "
-                        "galaxies: the Hubble deep field (64 px crops, benchmarks/datasets.py)")
+                        "galaxies: the Hubble deep field (64 px crops); digits: handwritten digits on 320 px pages, "
+                        "10 classes (the last two: benchmarks/datasets.py)")
     p.add_argument("--image-size", type=int, default=0,
-                   help="default: 192 for trees, 256 for nuclei (2× the crops), 320 for galaxies")
+                   help="default: 192 for trees, 256 for nuclei (2× the crops), 320 for galaxies and digits")
     p.add_argument("--defaults", action="store_true",
                    help="visiontl with the detection task's defaults (only the image size, epochs and seed set)")
     p.add_argument("--set", nargs="*", action="extend", default=[], help="visiontl config overrides (key=value)")
@@ -198,11 +202,17 @@ def main() -> None:
     elif args.data == "nuclei":
         args.image_size = args.image_size or 256
         data_yaml, args.classes = materialize_nuclei_boxes(), ["nucleus"]
-    else:
+    elif args.data == "galaxies":
         from .datasets import galaxies
 
         args.image_size = args.image_size or 320
         data_yaml, args.classes = galaxies(), ["galaxy"]
+    else:
+        from .datasets import digit_pages
+
+        args.image_size = args.image_size or 320
+        data_yaml = digit_pages()
+        args.classes = yaml.safe_load(data_yaml.read_text())["names"]
     if args.speed:
         rows = speed_side_by_side(data_yaml, args)
         path = harness.save(f"detection-{device}-speed{args.tag}", {"machine": harness.machine(), "device": device,
@@ -229,7 +239,7 @@ def main() -> None:
                                                                    for r in rows]})
     if any("history" in r for r in rows):
         harness.plot_curves(rows, "val/mAP50-95", harness.RESULTS / f"detection-{device}{args.tag}.png", ylabel="val mAP50-95",
-                            title=f"{'tree crowns' if args.data == 'trees' else 'nuclei'}, {args.image_size} px, {device}", reference=reference,
+                            title=f"{TITLES[args.data]}, {args.image_size} px, {device}", reference=reference,
                             reference_value=reference["mAP50-95"] if reference else None)
     print("\n| model | mAP50-95 | mAP50 | train images/s | inference images/s | vs YOLOv8n | wall s |\n"
           "|---|---:|---:|---:|---:|---:|---:|")

@@ -299,6 +299,24 @@ def test_after_a_switch_the_validated_and_saved_weights_are_the_running_average(
     assert "train_model" not in load_checkpoint(clf0.run_dir / "last.pt")
 
 
+def test_ema_from_start_averages_a_run_without_a_switch(image_folder, tmp_path):
+    """finetune.ema_from=start: a `full` run (no switch) validates and saves the average from
+    its first step; the default (after a switch) leaves such a run with one set of weights."""
+    def run(out, **finetune):
+        cfg = tiny_config(image_folder, out, train__epochs=2, data__val=str(image_folder))
+        cfg.finetune = FinetuneConfig("full", **finetune)
+        clf = Classifier(config=cfg)
+        clf.fit()
+        return clf, load_checkpoint(clf.run_dir / "last.pt")
+
+    clf, last = run(tmp_path / "a", ema=0.5, ema_from="start")
+    assert any(v.is_floating_point() and not torch.equal(v, last["train_model"][k]) for k, v in last["model"].items())
+    plan = (clf.run_dir / "summary.txt").read_text() + (clf.run_dir / "config.yaml").read_text()
+    assert "ema_from: start" in plan
+    _, plain = run(tmp_path / "b", ema=0.5)
+    assert "train_model" not in plain
+
+
 def test_no_dip_at_the_switch_on_far_domain_data(tmp_path):
     """The case the benchmark found (benchmarks/RESULTS.md, recipes): sklearn's digits, 100
     images per class, seed 2, default two_phase. The raw weights end the first epoch after

@@ -40,26 +40,30 @@ def write_box_tiles(root: Path, crops, names: list[str], keep: float = 0.4) -> P
     """Write ``crops`` — (split, name, image crop, boxes ``xyxy`` in the whole image, crop
     origin ``(x0, y0)``) — as ``<root>/{images,labels}/{split}``, COCO ``{split}.json`` and
     ``data.yaml``; returns the data.yaml. A box cut by the crop's edge keeps the part inside
-    if at least ``keep`` of its area is inside. Shared by the tree-crown and nuclei sets."""
+    if at least ``keep`` of its area is inside. A fifth column of ``boxes``, where there is
+    one, is the class index (else every box is class 0). Shared by the box sets."""
     coco = {s: {"images": [], "annotations": [], "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
             for s in ("train", "val")}
     for split, name, crop_img, boxes, (x0, y0) in crops:
         h, w = crop_img.shape[:2]
+        cls = boxes[:, 4].astype(int) if boxes.shape[1] > 4 else np.zeros(len(boxes), int)
+        boxes = boxes[:, :4]
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         inside = np.clip(boxes - np.array([x0, y0, x0, y0], np.float32), 0, [w, h, w, h])
         kept_area = (inside[:, 2] - inside[:, 0]) * (inside[:, 3] - inside[:, 1])
-        inside = inside[kept_area >= keep * np.maximum(area, 1)]
+        kept = kept_area >= keep * np.maximum(area, 1)
+        inside, cls = inside[kept], cls[kept]
         for sub in ("images", "labels"):
             (root / sub / split).mkdir(parents=True, exist_ok=True)
         Image.fromarray(crop_img).save(root / "images" / split / f"{name}.png")
-        lines = [f"0 {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} "
-                 f"{(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}" for b in inside]
+        lines = [f"{k} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} "
+                 f"{(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}" for b, k in zip(inside, cls)]
         (root / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
         c = coco[split]
         image_id = len(c["images"]) + 1
         c["images"].append({"id": image_id, "file_name": f"images/{split}/{name}.png", "width": w, "height": h})
-        for b in inside.tolist():
-            c["annotations"].append({"id": len(c["annotations"]) + 1, "image_id": image_id, "category_id": 1,
+        for b, k in zip(inside.tolist(), cls.tolist()):
+            c["annotations"].append({"id": len(c["annotations"]) + 1, "image_id": image_id, "category_id": k + 1,
                                      "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "iscrowd": 0,
                                      "area": (b[2] - b[0]) * (b[3] - b[1])})
     for split, c in coco.items():  # file_name values are relative to the root, the JSON's folder

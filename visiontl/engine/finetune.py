@@ -110,7 +110,7 @@ def switched(cfg: FinetuneConfig, epoch: int) -> bool:
 
 def averages(cfg: FinetuneConfig, epoch: int) -> bool:
     """Whether ``epoch`` keeps a running average of the weights (``finetune.ema``)."""
-    return cfg.ema > 0 and switched(cfg, epoch)
+    return cfg.ema > 0 and (cfg.ema_from == "start" or switched(cfg, epoch))
 
 
 def lr_factors(cfg: FinetuneConfig, epoch: int) -> tuple[float, float]:
@@ -328,7 +328,8 @@ class Finetuner:
         lines = [first]
         averaged = [e for e in range(epochs) if averages(self.cfg, e)]
         if averaged:
-            lines.append(f"validation and checkpoints use a running average of the weights after the switch "
+            when = "from the first step" if self.cfg.ema_from == "start" else "after the switch"
+            lines.append(f"validation and checkpoints use a running average of the weights {when} "
                          f"(epoch {averaged[0] + 1} on; half-life {self.cfg.ema:g} epoch, finetune.ema)")
         plan = [*self.phase_starts(epochs), epochs]
         restarts = self.schedule_starts(epochs)
