@@ -251,3 +251,18 @@ def test_coco_entries_without_their_keys_and_nan_yolo_labels_are_named(tmp_path)
     (tmp_path / "l.txt").write_text("0 0.5 0.5 0.2 0.2\n0 nan 0.5 0.2 0.2\n")
     with pytest.raises(DataError, match=r"l.txt:2: not finite"):
         read_yolo_label(tmp_path / "l.txt", 100, 100, 1, LabelReport("x"))
+
+
+def test_box_tiles_keep_each_box_class_in_yolo_and_coco(tmp_path):
+    """write_box_tiles (the built-in box sets): a fifth column is the class, the same in the
+    YOLO label files (index) and the COCO JSON (category id = index + 1); cut boxes follow keep."""
+    from visiontl.data.trees import write_box_tiles
+
+    image = np.zeros((40, 80, 3), np.uint8)
+    boxes = np.array([[2, 2, 12, 12, 2], [30, 5, 50, 25, 1], [38, 30, 44, 40, 0]], np.float32)
+    crops = [("train", "a", image[:, :40], boxes, (0, 0)), ("val", "b", image[:, 40:], boxes, (40, 0))]
+    root = write_box_tiles(tmp_path, iter(crops), ["x", "y", "z"]).parent
+    (s,), _ = yolo_samples(yolo_images(root, "images/train"), ["x", "y", "z"], "set")
+    assert s.labels.tolist() == [2, 1]  # box 1 is half inside (keep 0.4), box 3 a sixth
+    coco = json.loads((root / "val.json").read_text())
+    assert [a["category_id"] for a in coco["annotations"]] == [2, 1]  # box 2 is half, box 3 all inside
