@@ -66,6 +66,7 @@ def visiontl_run(data_yaml: Path, weights: str, args, out: Path, architecture: s
             "weights": det.model.backbone.weights_source, "seconds": seconds,
             "train_images_per_s": statistics.median(h["train/images_per_s"] for h in history),
             "mAP50-95": final["mAP50-95"], "mAP50": final["mAP50"], "run_dir": str(det.run_dir),
+            "curve": {k: [h[f"val/{k}"] for h in history] for k in ("mAP50-95", "mAP50")},  # per epoch
             "history": history}
 
 
@@ -168,6 +169,44 @@ def ultralytics_run(data_yaml: Path, args, out: Path) -> dict:
             "ultralytics_own_mAP50": float(own.get("metrics/mAP50(B)", float("nan"))), "run_dir": str(best.parent.parent)}
 
 
+def variants_report(sets: list[str], variants: list[str], device: str) -> None:
+    """The task's defaults and one change at a time (``--variants``): a markdown table of the
+    final and the best epoch's validation mAP per set and variant (medians over the seeds whose
+    result files exist: ``detection-DEVICE-SET-VARIANT[-sSEED].json``), and the per-epoch
+    curves, one panel a set."""
+    import json
+
+    from visiontl.plots import save, subplots
+
+    fig, axes = subplots(1, len(sets), figsize=(5 * len(sets), 3.8), squeeze=False)
+    print("| variant | " + " | ".join(f"{s}: mAP50-95 / mAP50 (best epoch's mAP50-95), seeds" for s in sets) + " |")
+    print("|---|" + "---:|" * len(sets))
+    table = {v: [] for v in variants}
+    for ax, name in zip(axes[0], sets):
+        for v in variants:
+            files = sorted(harness.RESULTS.glob(f"detection-{device}-{name}-{v}.json")) + \
+                sorted(harness.RESULTS.glob(f"detection-{device}-{name}-{v}-s[0-9].json"))
+            rows = [json.loads(f.read_text())["rows"][0] for f in files]
+            if not rows:
+                table[v].append("-")
+                continue
+            med = statistics.median
+            table[v].append(f"{med(r['mAP50-95'] for r in rows):.3f} / {med(r['mAP50'] for r in rows):.3f} "
+                            f"({med(max(r['curve']['mAP50-95']) for r in rows):.3f}), {len(rows)}")
+            for i, r in enumerate(rows):
+                ax.plot(range(1, len(r["curve"]["mAP50-95"]) + 1), r["curve"]["mAP50-95"], lw=1.2,
+                        color=f"C{variants.index(v)}", alpha=0.9 if i == 0 else 0.5, label=v if i == 0 else None)
+        ax.set(title=TITLES.get(name.rstrip("0123456789"), name) + f" ({name})", xlabel="epoch",
+               ylabel="val mAP50-95")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for v in variants:
+        print(f"| {v} | " + " | ".join(table[v]) + " |")
+    path = harness.RESULTS / f"detection-{device}-variants.png"
+    save(fig, path, dpi=110)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks detection")
     p.add_argument("--epochs", type=int, default=30)
@@ -194,8 +233,16 @@ def main() -> None:
                    help="only the side-by-side speed of the two architectures (training steps and inference, interleaved)")
     p.add_argument("--only", nargs="+", choices=["pretrained", "random", "yolov8n", "faster_rcnn"],
                    default=["pretrained", "random", "yolov8n"])
+    p.add_argument("--variants", nargs="+", metavar="VARIANT",
+                   help="no training: tabulate and plot the result files detection-DEVICE-SET-VARIANT[-sSEED].json "
+                        "of --sets (the tags of runs with --defaults and one --set change each)")
+    p.add_argument("--sets", nargs="+", default=["digits", "galaxies", "trees320", "trees192"],
+                   help="with --variants: the SET part of the result files' names")
     args = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.variants:
+        variants_report(args.sets, args.variants, device)
+        return
     if args.data == "trees":
         args.image_size = args.image_size or 192
         data_yaml, args.classes = materialize_trees(args.image_size), ["tree"]
