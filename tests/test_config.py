@@ -16,16 +16,19 @@ def test_yaml_then_overrides_with_types(tmp_path):
 
 
 def test_a_task_keeps_its_own_section_defaults_when_another_key_of_the_section_is_set(tmp_path):
-    """Segmentation's ``train.min_steps_per_epoch: 8`` and ``finetune.strategy: full``, style
+    """Segmentation's ``train.min_steps_per_epoch: 8`` and ``finetune.strategy: full``, detection's
+    ``train.batch_size: 16``, style
     transfer's ``optim.weight_decay: 0`` are the task's, not the shared section's: setting
     ``train.epochs`` or ``finetune.last_n`` (on the command line or in a YAML section) must
     not put the shared defaults back."""
-    from visiontl.adapters import SegmentConfig, StylizeConfig
+    from visiontl.adapters import DetectConfig, SegmentConfig, StylizeConfig
 
     f = tmp_path / "seg.yaml"
     f.write_text("train: {epochs: 20, batch_size: 8}\nfinetune: {last_n: 2}\n")
     for cfg in (load_config(SegmentConfig, None, ["train.epochs=10", "finetune.last_n=2"]), load_config(SegmentConfig, f)):
         assert cfg.train.min_steps_per_epoch == 8 and cfg.finetune.strategy == "full" and cfg.finetune.last_n == 2
+    detect = load_config(DetectConfig, None, ["train.epochs=10"])  # detection trains at batch 16 (ultralytics')
+    assert detect.train.batch_size == 16 and detect.train.epochs == 10
     style = load_config(StylizeConfig, None, ["optim.lr=5e-4"])
     assert style.optim.weight_decay == 0.0 and style.optim.lr == pytest.approx(5e-4)
     assert load_config(SegmentConfig) == SegmentConfig()

@@ -56,5 +56,7 @@ class DetectConfig:
     eval: DetectEvalConfig = field(default_factory=DetectEvalConfig)
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(strategy="full"))  # as the Python API
     optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    # batch 16, ultralytics' default: on 150–170 box images, batch 32's 6 steps an epoch left
+    # 30 epochs short of their plateau (benchmarks/RESULTS.md, "one change at a time")
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=16))
     distill: DistillConfig = field(default_factory=DistillConfig)  # a teacher's class scores too (boxes: labels)
