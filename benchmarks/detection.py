@@ -17,6 +17,7 @@ validation): visiontl's per-epoch images/s, and ultralytics' epochs timed by cal
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -32,6 +33,8 @@ from visiontl.data.trees import materialize_trees
 
 from . import harness
 
+CONFIG_KEYS = ("train.batch_size", "optim.lr", "optim.warmup_epochs", "finetune.strategy", "finetune.ema",
+               "finetune.ema_from", "data.augment.mosaic")
 TITLES = {"trees": "tree crowns", "nuclei": "nuclei", "galaxies": "Hubble galaxies", "digits": "digit pages"}
 
 
@@ -66,6 +69,7 @@ def visiontl_run(data_yaml: Path, weights: str, args, out: Path, architecture: s
             "weights": det.model.backbone.weights_source, "seconds": seconds,
             "train_images_per_s": statistics.median(h["train/images_per_s"] for h in history),
             "mAP50-95": final["mAP50-95"], "mAP50": final["mAP50"], "run_dir": str(det.run_dir),
+            "config": {k: functools.reduce(getattr, k.split("."), cfg) for k in CONFIG_KEYS},  # what ran
             "curve": {k: [h[f"val/{k}"] for h in history] for k in ("mAP50-95", "mAP50")},  # per epoch
             "history": history}
 
