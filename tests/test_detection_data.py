@@ -263,6 +263,6 @@ def test_box_tiles_keep_each_box_class_in_yolo_and_coco(tmp_path):
     crops = [("train", "a", image[:, :40], boxes, (0, 0)), ("val", "b", image[:, 40:], boxes, (40, 0))]
     root = write_box_tiles(tmp_path, iter(crops), ["x", "y", "z"]).parent
     (s,), _ = yolo_samples(yolo_images(root, "images/train"), ["x", "y", "z"], "set")
-    assert s.labels.tolist() == [2, 1]  # box 1 is half inside (keep 0.4), box 3 a sixth
+    assert s.labels.tolist() == [2, 1]  # box 2 is half inside (keep 0.4), box 3 a third
     coco = json.loads((root / "val.json").read_text())
-    assert [a["category_id"] for a in coco["annotations"]] == [2, 1]  # box 2 is half, box 3 all inside
+    assert [a["category_id"] for a in coco["annotations"]] == [2, 1]  # box 2 half, box 3 two thirds inside

@@ -58,7 +58,7 @@ class FinetuneConfig:
     phase2_head_lr_factor: float = 0.5  # after a frozen phase (gentle): the head's LR multiplier
     gradual_schedule: Literal["per_block", "once"] = "per_block"  # gradual: an LR schedule (warmup, decay) per unfrozen block, or one for all of them
     phase_warmup: float = 0.3  # fraction of each phase after a switch spent warming the LR up
-    ema: float = 0.25  # after a switch: half-life (epochs) of the weight average validated and saved; 0 = off
+    ema: float = 0.25  # half-life (epochs) of the weight average validated and saved (from ema_from on); 0 = off
     ema_from: Literal["switch", "start"] = "switch"  # when the average begins: after a switch, or at the first step
     backbone_lr_factor: float = -1.0  # full / last_n: the backbone's LR multiplier; -1: auto (1, or 0.1 without BatchNorm)
     bn: Literal["auto", "frozen", "train"] = "auto"  # backbone BatchNorm; auto: frozen if pretrained and trained gently (frozen, or a gentle phase 2 at phase2_lr_factor ≤ 0.1), else train
