@@ -35,6 +35,7 @@ from . import harness
 
 CONFIG_KEYS = ("train.batch_size", "optim.lr", "optim.warmup_epochs", "finetune.strategy", "finetune.ema",
                "finetune.ema_from", "data.augment.mosaic")
+IMAGE_SIZES = {"trees": 192, "nuclei": 256, "galaxies": 320, "digits": 320}  # the default --image-size
 TITLES = {"trees": "tree crowns", "nuclei": "nuclei", "galaxies": "Hubble galaxies", "digits": "digit pages"}
 
 
@@ -247,21 +248,18 @@ def main() -> None:
     if args.variants:
         variants_report(args.sets, args.variants, device)
         return
+    args.image_size = args.image_size or IMAGE_SIZES[args.data]
     if args.data == "trees":
-        args.image_size = args.image_size or 192
         data_yaml, args.classes = materialize_trees(args.image_size), ["tree"]
     elif args.data == "nuclei":
-        args.image_size = args.image_size or 256
         data_yaml, args.classes = materialize_nuclei_boxes(), ["nucleus"]
     elif args.data == "galaxies":
         from .datasets import galaxies
 
-        args.image_size = args.image_size or 320
         data_yaml, args.classes = galaxies(), ["galaxy"]
     else:
         from .datasets import digit_pages
 
-        args.image_size = args.image_size or 320
         data_yaml = digit_pages()
         args.classes = yaml.safe_load(data_yaml.read_text())["names"]
     if args.speed:
